@@ -102,6 +102,7 @@ class SDContext(_Handle):
         if not handle:
             raise ModelLoadError("the engine could not load the model", engine_log=tail)
         self._handle = handle
+        self._spent = False
 
     # -- queries ------------------------------------------------------------------
 
@@ -123,6 +124,13 @@ class SDContext(_Handle):
     # -- generation -----------------------------------------------------------------
 
     def _run(self, phase: str, fn, lowered, extra: tuple, progress, preview, preview_options):
+        if self._spent:
+            raise EngineBusyError(
+                "this context was created with free_params_immediately=True, so the engine freed its"
+                " weights after the first generation; create a new SDContext, or use"
+                " free_params_immediately=False to serve many generations"
+            )
+        self._spent = bool(self.params.free_params_immediately)
         d = dispatcher()
         with d.session(phase, progress=progress, preview=preview, preview_options=preview_options) as call:
             handle = self._require_open()

@@ -125,7 +125,8 @@ def _struct_repr(self: Any, fn_name: str) -> str:
         text = _engine_str(fn_name, self._lower())
     except Exception:  # noqa: BLE001 - repr must not raise (e.g. no library, bad field)
         return _plain_repr(self)
-    return f"{type(self).__name__}(\n{text.rstrip()}\n)"
+    text = text.strip()
+    return f"{type(self).__name__}{text}" if text.startswith("(") else f"{type(self).__name__}({text})"
 
 
 def _plain_repr(self: Any) -> str:
@@ -258,6 +259,11 @@ class SDContextParams:
 
     ``None`` means "the engine decides" (``n_threads``: physical cores; ``wtype``: the
     file's types; ``sampler_rng_type``: same as ``rng_type``; ``prediction``: from the model).
+
+    One default differs from the engine's ``sd_ctx_params_init``: ``free_params_immediately``
+    is ``False``, because a context serves many generations.  With ``True`` the engine frees
+    the weights after the first generation (lower peak memory for one-shot use), and
+    :class:`~gouache.SDContext` refuses a second generation instead of crashing.
     """
 
     model_path: PathLike | None = None
@@ -276,7 +282,7 @@ class SDContextParams:
     photo_maker_path: PathLike | None = None
     tensor_type_rules: str | None = None
     vae_decode_only: bool = True
-    free_params_immediately: bool = True
+    free_params_immediately: bool = False
     n_threads: int | None = None
     wtype: SDType | str | None = None
     rng_type: RNGType | str = RNGType.CUDA

@@ -1,0 +1,53 @@
+"""Shared fixtures: forged random-weight models (cached on disk) and loaded contexts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import gouache as g
+from gouache.testing import forge
+
+SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return forge.sd1_tiny()
+
+
+@pytest.fixture(scope="session")
+def full_model():
+    return forge.sd1()
+
+
+@pytest.fixture(scope="session")
+def taesd_model():
+    return forge.taesd()
+
+
+@pytest.fixture(scope="session")
+def tiny_ctx(tiny_model, taesd_model):
+    """The tiny distilled SD1 UNet with TAESD (fast encode/decode), able to encode (img2img)."""
+    with g.SDContext(g.SDContextParams(model_path=tiny_model, taesd_path=taesd_model, vae_decode_only=False)) as ctx:
+        yield ctx
+
+
+def gen_params(**kw) -> g.SDImageGenParams:
+    """64x64, 2 steps, CFG 1 (one UNet pass per step) unless the test says otherwise."""
+    sample = kw.pop("sample", {})
+    base = dict(prompt="a red cube on a table", width=SIZE, height=SIZE, seed=42)
+    base.update(kw)
+    return g.SDImageGenParams(sample_params=g.SDSampleParams(**{"sample_steps": 2, "txt_cfg": 1.0, **sample}), **base)
+
+
+def run_isolated(code: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter: a crash in C fails the caller's test, not the run."""
+    env = dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
+    )
