@@ -334,7 +334,8 @@ def convert_model(
                 _native.encode(vae_path) if vae_path is not None else None,
                 _native.encode(tmp),
                 int(wtype),
-                _native.encode(tensor_type_rules) if tensor_type_rules else None,
+                # never NULL: the engine builds a std::string from it (NULL aborts the process)
+                _native.encode(tensor_type_rules or ""),
                 bool(convert_name),
             )
             tail = list(call.log_tail)

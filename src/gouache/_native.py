@@ -125,6 +125,7 @@ class _CEnum(enum.IntEnum):
 
 
 class RNGType(_CEnum):
+    """Random number generator for the initial noise (CUDA_RNG matches most web UIs, CPU_RNG matches ComfyUI)."""
     STD_DEFAULT = 0
     CUDA = 1
     CPU = 2
@@ -135,6 +136,7 @@ class RNGType(_CEnum):
 
 
 class SampleMethod(_CEnum):
+    """Sampler (engine names: euler, euler_a, heun, dpm2, dpm++2s_a, dpm++2m, dpm++2mv2, ipndm, ipndm_v, lcm, ddim_trailing, tcd, res_multistep, res_2s, er_sde)."""
     EULER = 0
     EULER_A = 1
     HEUN = 2
@@ -157,6 +159,7 @@ class SampleMethod(_CEnum):
 
 
 class Scheduler(_CEnum):
+    """Sigma schedule (engine names: discrete, karras, exponential, ays, gits, sgm_uniform, simple, smoothstep, kl_optimal, lcm, bong_tangent)."""
     DISCRETE = 0
     KARRAS = 1
     EXPONENTIAL = 2
@@ -175,6 +178,7 @@ class Scheduler(_CEnum):
 
 
 class Prediction(_CEnum):
+    """What the model predicts (eps, v, edm_v, flow, flux_flow, flux2_flow); normally detected from the file."""
     EPS = 0
     V = 1
     EDM_V = 2
@@ -188,6 +192,7 @@ class Prediction(_CEnum):
 
 
 class SDType(_CEnum):
+    """Weight type (ggml type): f32, f16, bf16, q8_0, q4_0, q4_k ... as in GGUF files."""
     F32 = 0
     F16 = 1
     Q4_0 = 2
@@ -228,6 +233,7 @@ class SDType(_CEnum):
 
 
 class LogLevel(_CEnum):
+    """Level of an engine log line (mapped onto ``logging`` levels on the ``gouache.engine`` logger)."""
     DEBUG = 0
     INFO = 1
     WARN = 2
@@ -239,6 +245,7 @@ class LogLevel(_CEnum):
 
 
 class PreviewMode(_CEnum):
+    """How previews are decoded: none, proj (fast latent projection), tae (tiny autoencoder), vae (full VAE)."""
     NONE = 0
     PROJ = 1
     TAE = 2
@@ -250,6 +257,7 @@ class PreviewMode(_CEnum):
 
 
 class LoraApplyMode(_CEnum):
+    """When LoRAs are applied: auto, immediately (merged into weights), at_runtime (kept separate)."""
     AUTO = 0
     IMMEDIATELY = 1
     AT_RUNTIME = 2
@@ -260,6 +268,7 @@ class LoraApplyMode(_CEnum):
 
 
 class CacheMode(_CEnum):
+    """Step/feature cache: disabled, easycache, ucache, dbcache, taylorseer, cache_dit, spectrum."""
     DISABLED = 0
     EASYCACHE = 1
     UCACHE = 2
@@ -274,6 +283,7 @@ class CacheMode(_CEnum):
 
 
 class HiresUpscaler(_CEnum):
+    """Hires-fix upscaler: latent variants, lanczos, nearest, or model (ESRGAN file)."""
     NONE = 0
     LATENT = 1
     LATENT_NEAREST = 2

@@ -1,0 +1,35 @@
+"""Testing helpers for gouache.
+
+:mod:`gouache.testing.forge` writes random-weight models with real architectures, so
+applications (and gouache's own tests) can exercise the real engine without real weights.
+"""
+
+from .forge import (
+    FORGE_VERSION,
+    cache_dir,
+    controlnet_sd1,
+    esrgan_x4,
+    gguf,
+    lora_sd1,
+    lora_sd1_tiny,
+    sd1,
+    sd1_tiny,
+    sdxs,
+    spec_of,
+    taesd,
+)
+
+__all__ = [
+    "FORGE_VERSION",
+    "cache_dir",
+    "controlnet_sd1",
+    "esrgan_x4",
+    "gguf",
+    "lora_sd1",
+    "lora_sd1_tiny",
+    "sd1",
+    "sd1_tiny",
+    "sdxs",
+    "spec_of",
+    "taesd",
+]

@@ -1,0 +1,718 @@
+"""Forge: random-weight models with real architectures for testing applications without real weights.
+
+Every function here writes (once) and returns the path of a ``.safetensors`` file whose
+tensor names and shapes are exactly those of a real model family, as read by the
+stable-diffusion.cpp engine bundled with ``stable-diffusion-cpp-python`` 0.4.7.  The
+weights are random, so generated images are noise-like, but every code path of the real
+engine runs (model detection, loading, text encoding, sampling, VAE/TAESD decode, LoRA,
+ControlNet, ESRGAN upscaling) at real speed and memory cost.  No network and no real
+weights are needed; only numpy.
+
+Weights are drawn deterministically from ``numpy.random.default_rng`` seeded by the
+spec's seed and the tensor name: linear/conv weights, biases, norm biases and
+embeddings ~ N(0, 0.02); GroupNorm/LayerNorm weights are 1.  The small convolutional
+nets without normalisation layers (TAESD, ESRGAN) use fan-in scaled conv weights
+(std 1/sqrt(fan_in)) and an output bias of ~0.5, because they emit [0, 1] pixels
+directly: with 0.02 weights their output would be black, with zero-mean output half
+of it would clamp to 0.
+
+Files are cached in :func:`cache_dir` under ``<kind>-<sha of the spec>.safetensors``
+and written atomically (temporary file + ``os.replace``), so concurrent processes are
+safe and a model, even the ~2 GB full SD1, is only ever written once per spec.  The spec
+is stored in the safetensors metadata (``gouache.forge`` / ``gouache.forge.spec``) and
+can be read back with :func:`spec_of`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, List, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "FORGE_VERSION",
+    "cache_dir",
+    "spec_of",
+    "sd1",
+    "sd1_tiny",
+    "sdxs",
+    "taesd",
+    "controlnet_sd1",
+    "esrgan_x4",
+    "lora_sd1",
+    "lora_sd1_tiny",
+]
+
+#: Bumped whenever the produced bytes of any model change; part of every cache key.
+FORGE_VERSION = 1
+
+_STD = 0.02
+_ONES = "ones"
+
+# A tensor description: (name, shape, init).  ``init`` is a float standard deviation
+# (normal, mean 0), ``"ones"``, ``("fill", value)`` or ``("normal", mean, std)``.
+_Init = Union[float, str, Tuple[Any, ...]]
+_Tensor = Tuple[str, Tuple[int, ...], _Init]
+
+_DTYPES = {
+    "f16": (np.dtype("<f2"), "F16"),  # safetensors data is little-endian
+    "f32": (np.dtype("<f4"), "F32"),
+}
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_dir() -> Path:
+    """Directory holding forged models: ``$GOUACHE_FORGE_CACHE`` or ``~/.cache/gouache/forge``."""
+    env = os.environ.get("GOUACHE_FORGE_CACHE")
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "gouache" / "forge"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def spec_of(path: Union[str, os.PathLike]) -> dict:
+    """Return the spec a forged file was made from (read from its safetensors metadata).
+
+    Raises ``ValueError`` if the file was not written by the forge.
+    """
+    meta = _read_metadata(Path(path))
+    if "gouache.forge.spec" not in meta:
+        raise ValueError(f"{path} is not a gouache forge model")
+    return json.loads(meta["gouache.forge.spec"])
+
+
+def _read_metadata(path: Path) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return header.get("__metadata__", {}) or {}
+
+
+def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> Path:
+    """Write the model described by ``tensors()`` unless the cached file already exists."""
+    if int(spec.get("seed", 0)) < 0:
+        raise ValueError("seed must be >= 0")
+    full_spec = dict(spec)
+    full_spec["kind"] = kind
+    full_spec["forge_version"] = FORGE_VERSION
+    canonical = json.dumps(full_spec, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    directory = cache_dir()
+    path = directory / f"{kind}-{digest}.safetensors"
+    if path.exists():
+        return path
+    metadata = {"gouache.forge": kind, "gouache.forge.spec": canonical}
+    _write_safetensors(
+        path,
+        list(tensors()),
+        dtype=full_spec.get("dtype", "f32"),
+        seed=int(full_spec.get("seed", 0)),
+        metadata=metadata,
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _tensor_rng(seed: int, name: str) -> np.random.Generator:
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, key])
+
+
+_CHUNK = 1 << 22
+
+
+def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
+    name, shape, init = t
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if init == _ONES:
+        return np.ones(shape, dtype=np_dtype)
+    mean = None
+    if isinstance(init, tuple):
+        if init[0] == "fill":
+            return np.full(shape, init[1], dtype=np_dtype)
+        mean, init = np.float32(init[1]), init[2]
+    std = np.float32(init)
+    rng = _tensor_rng(seed, name)
+    out = np.empty(size, dtype=np_dtype)
+    for start in range(0, size, _CHUNK):
+        stop = min(size, start + _CHUNK)
+        chunk = rng.standard_normal(stop - start, dtype=np.float32)
+        chunk *= std
+        if mean is not None:
+            chunk += mean
+        out[start:stop] = chunk  # casts to the storage dtype
+    return out.reshape(shape)
+
+
+def _write_safetensors(path: Path, tensors: List[_Tensor], *, dtype: str, seed: int, metadata: dict) -> None:
+    """Stream tensors into a safetensors file (same format ``safetensors.numpy.save_file`` writes).
+
+    Writing tensor by tensor keeps memory bounded (a full SD1 in f32 is >4 GB).
+    """
+    np_dtype, st_dtype = _DTYPES[dtype]
+    itemsize = np.dtype(np_dtype).itemsize
+    names = [t[0] for t in tensors]
+    if len(set(names)) != len(names):
+        raise AssertionError("duplicate tensor names in forge spec")
+
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for name, shape, _ in tensors:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            workers = max(1, min(4, os.cpu_count() or 1))
+            with ThreadPoolExecutor(workers) as pool:
+                pending: deque = deque()
+                for t in tensors:
+                    pending.append(pool.submit(_materialize, t, seed, np_dtype))
+                    if len(pending) > 2 * workers:
+                        f.write(pending.popleft().result().reshape(-1).view(np.uint8))
+                while pending:
+                    f.write(pending.popleft().result().reshape(-1).view(np.uint8))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _linear(p: str, n_in: int, n_out: int, bias: bool = True) -> Iterator[_Tensor]:
+    yield f"{p}.weight", (n_out, n_in), _STD
+    if bias:
+        yield f"{p}.bias", (n_out,), _STD
+
+
+def _conv(
+    p: str, n_in: int, n_out: int, k: int = 3, bias: bool = True, std: float = _STD, bias_init: _Init = _STD
+) -> Iterator[_Tensor]:
+    yield f"{p}.weight", (n_out, n_in, k, k), std
+    if bias:
+        yield f"{p}.bias", (n_out,), bias_init
+
+
+def _norm(p: str, n: int) -> Iterator[_Tensor]:
+    yield f"{p}.weight", (n,), _ONES
+    yield f"{p}.bias", (n,), _STD
+
+
+# ---- UNet (ldm.modules.diffusionmodules.openaimodel), mirrors unet.hpp / common_block.hpp
+
+
+def _resblock(p: str, ch: int, emb: int, out: int) -> Iterator[_Tensor]:
+    yield from _norm(f"{p}.in_layers.0", ch)
+    yield from _conv(f"{p}.in_layers.2", ch, out)
+    yield from _linear(f"{p}.emb_layers.1", emb, out)
+    yield from _norm(f"{p}.out_layers.0", out)
+    yield from _conv(f"{p}.out_layers.3", out, out)
+    if ch != out:
+        yield from _conv(f"{p}.skip_connection", ch, out, k=1)
+
+
+def _spatial_transformer(p: str, ch: int, context_dim: int, depth: int = 1) -> Iterator[_Tensor]:
+    yield from _norm(f"{p}.norm", ch)
+    yield from _conv(f"{p}.proj_in", ch, ch, k=1)
+    for d in range(depth):
+        b = f"{p}.transformer_blocks.{d}"
+        yield from _linear(f"{b}.attn1.to_q", ch, ch, bias=False)
+        yield from _linear(f"{b}.attn1.to_k", ch, ch, bias=False)
+        yield from _linear(f"{b}.attn1.to_v", ch, ch, bias=False)
+        yield from _linear(f"{b}.attn1.to_out.0", ch, ch)
+        yield from _linear(f"{b}.ff.net.0.proj", ch, ch * 4 * 2)
+        yield from _linear(f"{b}.ff.net.2", ch * 4, ch)
+        yield from _linear(f"{b}.attn2.to_q", ch, ch, bias=False)
+        yield from _linear(f"{b}.attn2.to_k", context_dim, ch, bias=False)
+        yield from _linear(f"{b}.attn2.to_v", context_dim, ch, bias=False)
+        yield from _linear(f"{b}.attn2.to_out.0", ch, ch)
+        yield from _norm(f"{b}.norm1", ch)
+        yield from _norm(f"{b}.norm2", ch)
+        yield from _norm(f"{b}.norm3", ch)
+    yield from _conv(f"{p}.proj_out", ch, ch, k=1)
+
+
+def _unet(
+    p: str,
+    *,
+    tiny: bool = False,
+    attention_resolutions: Sequence[int] = (4, 2, 1),
+    model_channels: int = 320,
+    context_dim: int = 768,
+    in_channels: int = 4,
+    out_channels: int = 4,
+) -> Iterator[_Tensor]:
+    """SD1-family UNet.  ``tiny``: num_res_blocks=1, channel_mult (1,2,4), no middle block,
+    with the odd block numbering stable-diffusion.cpp uses for distilled UNets."""
+    if tiny:
+        num_res_blocks, channel_mult = 1, (1, 2, 4)
+    else:
+        num_res_blocks, channel_mult = 2, (1, 2, 4, 4)
+    mc = model_channels
+    emb = mc * 4
+    yield from _linear(f"{p}.time_embed.0", mc, emb)
+    yield from _linear(f"{p}.time_embed.2", emb, emb)
+    yield from _conv(f"{p}.input_blocks.0.0", in_channels, mc)
+
+    chans = [mc]
+    ch, idx, ds = mc, 0, 1
+    for i, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            idx += 1
+            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
+            ch = mult * mc
+            if ds in attention_resolutions:
+                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, context_dim)
+            chans.append(ch)
+            if tiny:
+                idx += 1
+        if i != len(channel_mult) - 1:
+            idx += 1
+            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
+            chans.append(ch)
+            ds *= 2
+
+    if not tiny:
+        yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
+        yield from _spatial_transformer(f"{p}.middle_block.1", ch, context_dim)
+        yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
+
+    oidx = 0
+    for i in range(len(channel_mult) - 1, -1, -1):
+        mult = channel_mult[i]
+        for j in range(num_res_blocks + 1):
+            ich = chans.pop()
+            yield from _resblock(f"{p}.output_blocks.{oidx}.0", ch + ich, emb, mult * mc)
+            ch = mult * mc
+            up_idx = 1
+            if ds in attention_resolutions:
+                yield from _spatial_transformer(f"{p}.output_blocks.{oidx}.1", ch, context_dim)
+                up_idx += 1
+            if i > 0 and j == num_res_blocks:
+                if tiny:
+                    oidx += 1
+                    if oidx == 2:
+                        up_idx = 1
+                yield from _conv(f"{p}.output_blocks.{oidx}.{up_idx}.conv", ch, ch)
+                ds //= 2
+            oidx += 1
+
+    yield from _norm(f"{p}.out.0", ch)
+    yield from _conv(f"{p}.out.2", mc, out_channels)
+
+
+# ---- CLIP ViT-L/14 text model (HF transformers names), mirrors clip.hpp
+
+
+def _clip_l(p: str) -> Iterator[_Tensor]:
+    d, inter, layers = 768, 3072, 12
+    yield f"{p}.embeddings.token_embedding.weight", (49408, d), _STD
+    yield f"{p}.embeddings.position_embedding.weight", (77, d), _STD
+    for i in range(layers):
+        b = f"{p}.encoder.layers.{i}"
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            yield from _linear(f"{b}.self_attn.{proj}", d, d)
+        yield from _norm(f"{b}.layer_norm1", d)
+        yield from _linear(f"{b}.mlp.fc1", d, inter)
+        yield from _linear(f"{b}.mlp.fc2", inter, d)
+        yield from _norm(f"{b}.layer_norm2", d)
+    yield from _norm(f"{p}.final_layer_norm", d)
+
+
+# ---- KL autoencoder (ldm first_stage_model), mirrors auto_encoder_kl.hpp
+
+
+def _vae_resnet(p: str, n_in: int, n_out: int) -> Iterator[_Tensor]:
+    yield from _norm(f"{p}.norm1", n_in)
+    yield from _conv(f"{p}.conv1", n_in, n_out)
+    yield from _norm(f"{p}.norm2", n_out)
+    yield from _conv(f"{p}.conv2", n_out, n_out)
+    if n_in != n_out:
+        yield from _conv(f"{p}.nin_shortcut", n_in, n_out, k=1)
+
+
+def _vae_attn(p: str, c: int) -> Iterator[_Tensor]:
+    yield from _norm(f"{p}.norm", c)
+    for n in ("q", "k", "v", "proj_out"):
+        yield from _conv(f"{p}.{n}", c, c, k=1)
+
+
+def _vae_kl(p: str, ch: int = 128, ch_mult: Sequence[int] = (1, 2, 4, 4), num_res_blocks: int = 2, z: int = 4) -> Iterator[_Tensor]:
+    # encoder
+    e = f"{p}.encoder"
+    yield from _conv(f"{e}.conv_in", 3, ch)
+    block_in = ch
+    for i, mult in enumerate(ch_mult):
+        block_in = ch if i == 0 else ch * ch_mult[i - 1]
+        block_out = ch * mult
+        for j in range(num_res_blocks):
+            yield from _vae_resnet(f"{e}.down.{i}.block.{j}", block_in, block_out)
+            block_in = block_out
+        if i != len(ch_mult) - 1:
+            yield from _conv(f"{e}.down.{i}.downsample.conv", block_in, block_in)
+    yield from _vae_resnet(f"{e}.mid.block_1", block_in, block_in)
+    yield from _vae_attn(f"{e}.mid.attn_1", block_in)
+    yield from _vae_resnet(f"{e}.mid.block_2", block_in, block_in)
+    yield from _norm(f"{e}.norm_out", block_in)
+    yield from _conv(f"{e}.conv_out", block_in, 2 * z)
+    yield from _conv(f"{p}.quant_conv", 2 * z, 2 * z, k=1)
+    yield from _conv(f"{p}.post_quant_conv", z, z, k=1)
+    # decoder
+    d = f"{p}.decoder"
+    block_in = ch * ch_mult[-1]
+    yield from _conv(f"{d}.conv_in", z, block_in)
+    yield from _vae_resnet(f"{d}.mid.block_1", block_in, block_in)
+    yield from _vae_attn(f"{d}.mid.attn_1", block_in)
+    yield from _vae_resnet(f"{d}.mid.block_2", block_in, block_in)
+    for i in range(len(ch_mult) - 1, -1, -1):
+        block_out = ch * ch_mult[i]
+        for j in range(num_res_blocks + 1):
+            yield from _vae_resnet(f"{d}.up.{i}.block.{j}", block_in, block_out)
+            block_in = block_out
+        if i != 0:
+            yield from _conv(f"{d}.up.{i}.upsample.conv", block_in, block_in)
+    yield from _norm(f"{d}.norm_out", block_in)
+    yield from _conv(f"{d}.conv_out", block_in, 3)
+
+
+# ---- TAESD (madebyollin/taesd, diffusers AutoencoderTiny names), mirrors tae.hpp
+
+
+_MID_GREY = ("normal", 0.5, _STD)
+
+
+def _fan_in_std(n_in: int, k: int) -> float:
+    return float(np.sqrt(1.0 / (n_in * k * k)))
+
+
+def _tae_block(p: str, c: int) -> Iterator[_Tensor]:
+    for n in ("conv.0", "conv.2", "conv.4"):
+        yield from _conv(f"{p}.{n}", c, c, std=_fan_in_std(c, 3))
+
+
+def _taesd(p: str, z: int = 4, c: int = 64) -> Iterator[_Tensor]:
+    pre = f"{p}." if p else ""
+    e = f"{pre}encoder.layers"
+
+    def conv(prefix, n_in, n_out, bias=True):
+        return _conv(prefix, n_in, n_out, bias=bias, std=_fan_in_std(n_in, 3))
+
+    yield from conv(f"{e}.0", 3, c)
+    yield from _tae_block(f"{e}.1", c)
+    idx = 2
+    for _ in range(3):
+        yield from conv(f"{e}.{idx}", c, c, bias=False)
+        idx += 1
+        for _ in range(3):
+            yield from _tae_block(f"{e}.{idx}", c)
+            idx += 1
+    yield from conv(f"{e}.{idx}", c, z)
+
+    d = f"{pre}decoder.layers"
+    yield from conv(f"{d}.0", z, c)
+    idx = 2  # 1 is ReLU
+    for _ in range(3):
+        for _ in range(3):
+            yield from _tae_block(f"{d}.{idx}", c)
+            idx += 1
+        idx += 1  # Upsample
+        yield from conv(f"{d}.{idx}", c, c, bias=False)
+        idx += 1
+    yield from _tae_block(f"{d}.{idx}", c)
+    # TAESD decodes straight to [0, 1]: centre the output on mid-grey instead of clamping half of it to 0.
+    yield from _conv(f"{d}.{idx + 1}", c, 3, std=0.25 * _fan_in_std(c, 3), bias_init=_MID_GREY)
+
+
+# ---- ControlNet (cldm.ControlNet, control_model.* names), mirrors control.hpp
+
+
+def _controlnet_sd1(p: str, model_channels: int = 320, context_dim: int = 768) -> Iterator[_Tensor]:
+    mc = model_channels
+    emb = mc * 4
+    channel_mult, num_res_blocks, attention_resolutions = (1, 2, 4, 4), 2, (4, 2, 1)
+    yield from _linear(f"{p}.time_embed.0", mc, emb)
+    yield from _linear(f"{p}.time_embed.2", emb, emb)
+    yield from _conv(f"{p}.input_blocks.0.0", 4, mc)
+    yield from _conv(f"{p}.zero_convs.0.0", mc, mc, k=1)
+    hint = [(0, 3, 16), (2, 16, 16), (4, 16, 32), (6, 32, 32), (8, 32, 96), (10, 96, 96), (12, 96, 256), (14, 256, mc)]
+    for i, n_in, n_out in hint:
+        yield from _conv(f"{p}.input_hint_block.{i}", n_in, n_out)
+    ch, idx, ds = mc, 0, 1
+    for i, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            idx += 1
+            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
+            ch = mult * mc
+            if ds in attention_resolutions:
+                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, context_dim)
+            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
+        if i != len(channel_mult) - 1:
+            idx += 1
+            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
+            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
+            ds *= 2
+    yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
+    yield from _spatial_transformer(f"{p}.middle_block.1", ch, context_dim)
+    yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
+    yield from _conv(f"{p}.middle_block_out.0", ch, ch, k=1)
+
+
+# ---- ESRGAN RRDBNet (BasicSR / Real-ESRGAN names), mirrors esrgan.hpp
+
+
+def _esrgan(num_block: int = 1, scale: int = 4, feat: int = 64, grow: int = 32) -> Iterator[_Tensor]:
+    def conv(p, n_in, n_out):
+        return _conv(p, n_in, n_out, std=_fan_in_std(n_in, 3))
+
+    yield from conv("conv_first", 3, feat)
+    for b in range(num_block):
+        for r in (1, 2, 3):
+            for k in range(1, 6):
+                n_in = feat + (k - 1) * grow
+                n_out = feat if k == 5 else grow
+                yield from conv(f"body.{b}.rdb{r}.conv{k}", n_in, n_out)
+    yield from conv("conv_body", feat, feat)
+    if scale >= 2:
+        yield from conv("conv_up1", feat, feat)
+    if scale == 4:
+        yield from conv("conv_up2", feat, feat)
+    yield from conv("conv_hr", feat, feat)
+    # RRDBNet outputs [0, 1] directly: centre on mid-grey (see _taesd).
+    yield from _conv("conv_last", feat, 3, std=0.5 * _fan_in_std(feat, 3), bias_init=_MID_GREY)
+
+
+# --------------------------------------------------------------------------- LoRA layout
+
+_UNET = "model.diffusion_model"
+_CLIP = "cond_stage_model.transformer.text_model"
+_VAE = "first_stage_model"
+
+_LORA_STD = 0.2  # up/down std: merged delta std ~ 2 * 0.2**2 = 0.08 per entry at rank 4, 4x the base weights
+_NAMINGS = ("kohya", "ldm")
+_TARGETS = ("unet", "te", "all")
+_LORA_BASES = ("sd1", "sd1_tiny")
+
+
+def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> List[Tuple[str, int, int]]:
+    """(module path, in_features, out_features) of the linear layers whose name contains a marker."""
+    mods = []
+    for name, shape, _ in tensors:
+        if name.endswith(".weight") and len(shape) == 2 and any(m in name for m in markers):
+            mods.append((name[: -len(".weight")], shape[1], shape[0]))
+    return mods
+
+
+def _ldm_to_diffusers_block(path: str) -> str:
+    """``input_blocks.4.1.x`` -> ``down_blocks.1.attentions.0.x`` (inverse of the engine's table)."""
+    parts = path.split(".")
+    kind, n = parts[0], int(parts[1])
+    if kind == "input_blocks":
+        i, j = divmod(n - 1, 3)
+        return f"down_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
+    if kind == "output_blocks":
+        i, j = divmod(n, 3)
+        return f"up_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
+    if kind == "middle_block":
+        return "mid_block.attentions.0." + ".".join(parts[2:])
+    raise ValueError(path)
+
+
+def _lora_key(module: str, naming: str) -> str:
+    if naming == "ldm":
+        return module
+    # kohya: diffusers module path with '.' -> '_'
+    if module.startswith(_UNET + "."):
+        return "lora_unet_" + _ldm_to_diffusers_block(module[len(_UNET) + 1 :]).replace(".", "_")
+    if module.startswith(_CLIP + "."):
+        return "lora_te_text_model_" + module[len(_CLIP) + 1 :].replace(".", "_")
+    raise ValueError(module)
+
+
+def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
+    mods: List[Tuple[str, int, int]] = []
+    if target in ("unet", "all"):
+        mods += _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), (".attn1.", ".attn2."))
+    if target in ("te", "all"):
+        mods += _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))
+    for module, n_in, n_out in mods:
+        key = _lora_key(module, naming)
+        yield f"{key}.lora_down.weight", (rank, n_in), _LORA_STD
+        yield f"{key}.lora_up.weight", (n_out, rank), _LORA_STD
+        yield f"{key}.alpha", (), ("fill", float(rank))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _chain(*parts: Iterable[_Tensor]) -> Iterator[_Tensor]:
+    for part in parts:
+        yield from part
+
+
+_BUILDERS = {
+    "sd1": lambda s: _chain(_unet(_UNET), _clip_l(_CLIP), _vae_kl(_VAE)),
+    "sd1_tiny": lambda s: _chain(_unet(_UNET, tiny=True), _clip_l(_CLIP), _vae_kl(_VAE)),
+    # SDXS-512-DS: tiny UNet without attention at full resolution; its VAE is a TAESD
+    # stored under first_stage_model. (the engine renames it to tae.)
+    "sdxs": lambda s: _chain(_unet(_UNET, tiny=True, attention_resolutions=(4, 2)), _clip_l(_CLIP), _taesd(_VAE)),
+    "taesd": lambda s: _taesd(""),
+    "controlnet_sd1": lambda s: _controlnet_sd1("control_model"),
+    "esrgan_x4": lambda s: _esrgan(s["num_block"], 4),
+    "lora_sd1": lambda s: _lora(s["base"], s["naming"], s["rank"], s["target"]),
+    "lora_sd1_tiny": lambda s: _lora(s["base"], s["naming"], s["rank"], s["target"]),
+}
+
+
+def _make(kind: str, spec: dict) -> Path:
+    return _forge(kind, spec, lambda: _BUILDERS[kind](spec))
+
+
+def _layout(kind: str, **spec: Any) -> dict:
+    """``{tensor name: shape}`` of a forge model, without writing it (for tests and tooling)."""
+    spec.setdefault("num_block", 1)
+    if kind.startswith("lora_"):
+        spec.setdefault("base", kind[len("lora_") :])
+        spec.setdefault("naming", "kohya")
+        spec.setdefault("rank", 4)
+        spec.setdefault("target", "unet")
+    return {name: shape for name, shape, _ in _BUILDERS[kind](spec)}
+
+
+def _check_dtype(dtype: str) -> str:
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+# --------------------------------------------------------------------------- public models
+
+
+def sd1(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Full Stable Diffusion 1.x checkpoint (UNet + CLIP ViT-L/14 text + KL VAE), ldm names.
+
+    The engine detects it as ``SD 1.x``.  1.07e9 parameters: ~2.1 GB in f16, ~4.3 GB in f32.
+    """
+    return _make("sd1", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def sd1_tiny(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Distilled tiny SD1 (BK-SDM-Tiny style UNet) + CLIP-L + KL VAE in one file.
+
+    The engine detects it as ``SD 1.x Tiny UNet`` (num_res_blocks 1, channel_mult (1, 2, 4),
+    no middle block).  ~1.1 GB in f16; the fast model for most tests.
+    """
+    return _make("sd1_tiny", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def sdxs(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """SDXS-512-DreamShaper style checkpoint: tiny UNet without full-resolution attention,
+    CLIP-L, and a TAESD autoencoder stored under ``first_stage_model.``.
+
+    The engine detects it as ``SDXS (512-DS)`` and always encodes/decodes with the TAE.
+    """
+    return _make("sdxs", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def taesd(*, seed: int = 0) -> Path:
+    """TAESD for the SD1 latent space (``encoder.layers.N`` / ``decoder.layers.N``, f32),
+    as the engine's ``taesd_path`` expects."""
+    return _make("taesd", {"dtype": "f32", "seed": int(seed)})
+
+
+def controlnet_sd1(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """SD1 ControlNet (``control_model.*``: input_hint_block, zero_convs, middle_block_out).
+
+    Pair it with :func:`sd1`: the tiny UNets have a different number of skip connections.
+    """
+    return _make("controlnet_sd1", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def esrgan_x4(*, seed: int = 0) -> Path:
+    """Real-ESRGAN x4 RRDBNet (BasicSR names) with one RRDB block, f32; the engine reports scale 4."""
+    return _make("esrgan_x4", {"dtype": "f32", "seed": int(seed), "num_block": 1})
+
+
+def lora_sd1(
+    *, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet", base: str = "sd1"
+) -> Path:
+    """LoRA (f32) on the attention/MLP projections of :func:`sd1` (or ``base="sd1_tiny"``).
+
+    ``naming="kohya"``: ``lora_unet_down_blocks_0_attentions_0_..._attn1_to_q.lora_up.weight`` and
+    ``lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight`` (+ ``.lora_down.weight``,
+    ``.alpha``).  ``naming="ldm"``: the checkpoint's own module paths, e.g.
+    ``model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight`` and
+    ``cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.lora_up.weight``.
+    ``target``: ``"unet"`` (attn1/attn2 q, k, v, out), ``"te"`` (self-attention q, k, v, out and
+    mlp fc1, fc2) or ``"all"``.  alpha == rank (scale 1); the weights are large enough that
+    applying the LoRA at multiplier 1 visibly changes the image.
+    """
+    if naming not in _NAMINGS:
+        raise ValueError(f"naming must be one of {_NAMINGS}, got {naming!r}")
+    if target not in _TARGETS:
+        raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
+    if base not in _LORA_BASES:
+        raise ValueError(f"base must be one of {_LORA_BASES}, got {base!r}")
+    if int(rank) < 1:
+        raise ValueError("rank must be >= 1")
+    spec = {"dtype": "f32", "seed": int(seed), "naming": naming, "rank": int(rank), "target": target, "base": base}
+    return _make(f"lora_{base}", spec)
+
+
+def lora_sd1_tiny(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet") -> Path:
+    """LoRA for :func:`sd1_tiny`; same as ``lora_sd1(base="sd1_tiny", ...)``."""
+    return lora_sd1(naming=naming, rank=rank, seed=seed, target=target, base="sd1_tiny")
+
+
+# --------------------------------------------------------------------------- GGUF through the engine
+
+
+_GGUF_BASES = {"sd1": sd1, "sd1_tiny": sd1_tiny}
+
+
+def gguf(*, base: str = "sd1_tiny", wtype: str = "q8_0", seed: int = 0) -> Path:
+    """A quantized GGUF of a forged model, made by the engine's own converter
+    (:func:`gouache.convert_model`), cached like every forged file."""
+    from .._context import convert_model
+    from .._native import SDType
+
+    if base not in _GGUF_BASES:
+        raise ValueError(f"base must be one of {sorted(_GGUF_BASES)}, got {base!r}")
+    engine_type = SDType.parse(wtype).engine_name
+    src = _GGUF_BASES[base](seed=seed)
+    spec = {"base": base, "wtype": engine_type, "seed": int(seed), "source": src.name, "forge_version": FORGE_VERSION}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"gguf_{base}_{engine_type}-{digest}.gguf"
+    if path.exists():
+        return path
+    try:
+        convert_model(src, path, output_type=engine_type)
+    except Exception:
+        if path.exists():  # another process finished the same file first
+            return path
+        raise
+    return path
