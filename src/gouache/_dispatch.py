@@ -153,8 +153,8 @@ class Dispatcher:
             self._call.phase = phase
 
     def _set_preview(self, options: PreviewOptions | None) -> None:
-        if options is None:
-            self.lib.sd_set_preview_callback(self._c_preview, int(_native.PreviewMode.NONE), 1, True, False, None)
+        if options is None:  # NULL callback: the engine skips preview work entirely
+            self.lib.sd_set_preview_callback(_native.sd_preview_cb_t(), int(_native.PreviewMode.NONE), 1, False, False, None)
         else:
             self.lib.sd_set_preview_callback(
                 self._c_preview,

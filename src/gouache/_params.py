@@ -458,6 +458,25 @@ def _loras(loras: Sequence[SDLora | tuple[PathLike, float]], keep: list[Any]):
     return ctypes.cast(arr, ctypes.POINTER(_native.sd_lora_t)), len(items)
 
 
+def _fill_common(c: Any, p: Any, keep: list[Any]) -> None:
+    """Fields shared by sd_img_gen_params_t and sd_vid_gen_params_t."""
+    ptr, n = _loras(p.loras, keep)
+    if ptr is not None:
+        c.loras = ptr
+    c.lora_count = n
+    c.prompt = _text(p.prompt, keep)
+    c.negative_prompt = _text(p.negative_prompt, keep)
+    c.clip_skip = p.clip_skip
+    c.init_image = _image(p.init_image, 3, "init_image", keep)
+    c.width = p.width
+    c.height = p.height
+    p.sample_params._fill(c.sample_params, keep)
+    c.strength = p.strength
+    c.seed = p.seed
+    p.vae_tiling_params._fill(c.vae_tiling_params)
+    p.cache._fill(c.cache, keep)
+
+
 def lora_list(loras: Sequence[SDLora | tuple[PathLike, float]]) -> list[SDLora]:
     return [x if isinstance(x, SDLora) else SDLora(x[0], float(x[1])) for x in loras]
 
@@ -501,14 +520,7 @@ class SDImageGenParams:
         keep: list[Any] = []
         c = _native.sd_img_gen_params_t()
         _dispatch_lib().sd_img_gen_params_init(ctypes.byref(c))
-        ptr, n = _loras(self.loras, keep)
-        if ptr is not None:
-            c.loras = ptr
-        c.lora_count = n
-        c.prompt = _text(self.prompt, keep)
-        c.negative_prompt = _text(self.negative_prompt, keep)
-        c.clip_skip = self.clip_skip
-        c.init_image = _image(self.init_image, 3, "init_image", keep)
+        _fill_common(c, self, keep)
         ptr, n = _image_array(self.ref_images, 3, "ref_images", keep)
         if ptr is not None:
             c.ref_images = ptr
@@ -516,17 +528,10 @@ class SDImageGenParams:
         c.auto_resize_ref_image = self.auto_resize_ref_image
         c.increase_ref_index = self.increase_ref_index
         c.mask_image = _image(self.mask_image, 1, "mask_image", keep)
-        c.width = self.width
-        c.height = self.height
-        self.sample_params._fill(c.sample_params, keep)
-        c.strength = self.strength
-        c.seed = self.seed
         c.batch_count = self.batch_count
         c.control_image = _image(self.control_image, 3, "control_image", keep)
         c.control_strength = self.control_strength
         self.pm_params._fill(c.pm_params, keep)
-        self.vae_tiling_params._fill(c.vae_tiling_params)
-        self.cache._fill(c.cache, keep)
         self.hires._fill(c.hires, keep)
         return Lowered(c, keep)
 
@@ -564,30 +569,16 @@ class SDVideoGenParams:
         keep: list[Any] = []
         c = _native.sd_vid_gen_params_t()
         _dispatch_lib().sd_vid_gen_params_init(ctypes.byref(c))
-        ptr, n = _loras(self.loras, keep)
-        if ptr is not None:
-            c.loras = ptr
-        c.lora_count = n
-        c.prompt = _text(self.prompt, keep)
-        c.negative_prompt = _text(self.negative_prompt, keep)
-        c.clip_skip = self.clip_skip
-        c.init_image = _image(self.init_image, 3, "init_image", keep)
+        _fill_common(c, self, keep)
         c.end_image = _image(self.end_image, 3, "end_image", keep)
         ptr, n = _image_array(self.control_frames, 3, "control_frames", keep)
         if ptr is not None:
             c.control_frames = ptr
         c.control_frames_size = n
-        c.width = self.width
-        c.height = self.height
-        self.sample_params._fill(c.sample_params, keep)
         self.high_noise_sample_params._fill(c.high_noise_sample_params, keep)
         c.moe_boundary = self.moe_boundary
-        c.strength = self.strength
-        c.seed = self.seed
         c.video_frames = self.video_frames
         c.vace_strength = self.vace_strength
-        self.vae_tiling_params._fill(c.vae_tiling_params)
-        self.cache._fill(c.cache, keep)
         return Lowered(c, keep)
 
 
