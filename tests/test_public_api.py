@@ -25,4 +25,4 @@ def test_python_m_gouache_version():
 
 def test_gouache_info_runs():
     out = subprocess.run([sys.executable, "-m", "gouache", "info"], capture_output=True, text=True, check=True)
-    assert "libstable-diffusion" in out.stdout and "physical cores" in out.stdout
+    assert "libstable-diffusion" in out.stdout and "physical_cores" in out.stdout

@@ -1,6 +1,11 @@
 """gouache: local diffusion from Python - generate, edit, upscale and animate images.
 
-The low-level API (this release) exposes all of stable-diffusion.cpp's C API safely:
+High-level API: :class:`SDModel` (load once, generate many) returning
+:class:`GenerationResult`, the one-call functions :func:`text_to_image`,
+:func:`image_to_image`, :func:`inpaint`, :func:`generate_video`, :func:`upscale`,
+:func:`save_video`, :func:`inspect` and :func:`read_parameters`.
+
+The low-level API exposes all of stable-diffusion.cpp's C API safely:
 parameter dataclasses that lower to the engine's structs, owners of native handles
 (:class:`SDContext`, :class:`Upscaler`) with ``close()`` and context managers, images
 copied into Python (:class:`SDImage`), engine logs on the ``gouache.engine`` logger,
@@ -10,6 +15,7 @@ crash on.
 
 from ._context import SDContext, Upscaler, canny, convert_model, physical_cores, system_info, version
 from ._dispatch import Preview, PreviewOptions, Progress
+from ._engine import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
     EngineBusyError,
     EngineError,
@@ -19,7 +25,19 @@ from ._errors import (
     LibraryNotFoundError,
     ModelLoadError,
 )
+from ._families import Family, ModelInfo, inspect
 from ._image import SDImage
+from ._metadata import read_parameters
+from ._model import (
+    GenerationResult,
+    SDModel,
+    VideoResult,
+    generate_video,
+    image_to_image,
+    inpaint,
+    text_to_image,
+    upscale,
+)
 from ._native import (
     CacheMode,
     HiresUpscaler,
@@ -45,23 +63,33 @@ from ._params import (
     SDVideoGenParams,
 )
 from ._version import __version__
+from ._video import save_video
 
 __all__ = [
+    "Cache",
     "CacheMode",
     "EngineBusyError",
     "EngineError",
+    "EngineOptions",
+    "Family",
     "GenerationError",
+    "GenerationResult",
     "GouacheError",
+    "Guidance",
+    "Hires",
     "HiresUpscaler",
     "InvalidInputError",
     "LibraryNotFoundError",
     "LogLevel",
     "LoraApplyMode",
+    "ModelInfo",
     "ModelLoadError",
+    "PhotoMakerInput",
     "Prediction",
     "Preview",
     "PreviewMode",
     "PreviewOptions",
+    "PreviewSpec",
     "Progress",
     "RNGType",
     "SDCacheParams",
@@ -72,6 +100,7 @@ __all__ = [
     "SDImage",
     "SDImageGenParams",
     "SDLora",
+    "SDModel",
     "SDPhotoMakerParams",
     "SDSampleParams",
     "SDTilingParams",
@@ -80,10 +109,19 @@ __all__ = [
     "SampleMethod",
     "Scheduler",
     "Upscaler",
+    "VideoResult",
     "__version__",
     "canny",
     "convert_model",
+    "generate_video",
+    "image_to_image",
+    "inpaint",
+    "inspect",
     "physical_cores",
+    "read_parameters",
+    "save_video",
     "system_info",
+    "text_to_image",
+    "upscale",
     "version",
 ]

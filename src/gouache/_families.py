@@ -1,0 +1,699 @@
+"""Model family detection from file headers (no weights are loaded), and per-family defaults.
+
+:func:`inspect` reads a model file's tensor names, dtypes and shapes (safetensors / GGUF
+headers), decides which family it belongs to, whether it is a few-step (distilled) model,
+and which generation settings suit it.  Detection mirrors the engine's own
+``ModelLoader::get_sd_version`` (stable-diffusion.cpp ``src/model.cpp``), extended to
+component files (ControlNet, LoRA, VAE, TAESD, ESRGAN, text encoders) and to
+diffusion-model-only files whose names lack the ``model.diffusion_model.`` prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import struct
+from collections import Counter
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import BinaryIO
+
+from ._errors import InvalidInputError
+from ._modelfile import TensorInfo, check_file, read_tensors, sniff, strip_prefix
+
+__all__ = [
+    "Family",
+    "FamilyDefaults",
+    "ModelInfo",
+    "defaults_for",
+    "detect_family",
+    "inspect",
+    "is_few_step",
+]
+
+Tensors = Mapping[str, TensorInfo]
+
+
+class Family(str, Enum):
+    """What a model file is: a diffusion model family, a component, or ``unknown``."""
+
+    SD1 = "sd1"
+    SD1_INPAINT = "sd1_inpaint"
+    SD1_PIX2PIX = "sd1_pix2pix"
+    SD1_TINY = "sd1_tiny"  # tiny UNet (BK-SDM-Tiny, Segmind tiny-sd) and SDXS-512
+    SD2 = "sd2"
+    SD2_INPAINT = "sd2_inpaint"
+    SD2_TINY = "sd2_tiny"  # BK-SDM-v2-Tiny, SDXS-512-0.9
+    SDXL = "sdxl"
+    SDXL_INPAINT = "sdxl_inpaint"
+    SDXL_PIX2PIX = "sdxl_pix2pix"
+    SDXL_DISTILLED = "sdxl_distilled"  # SSD-1B, Segmind Vega
+    SD3 = "sd3"
+    FLUX = "flux"
+    FLUX_FILL = "flux_fill"
+    FLUX2 = "flux2"
+    WAN2_1 = "wan2.1"
+    WAN2_2 = "wan2.2"
+    CONTROLNET = "controlnet"
+    LORA = "lora"
+    VAE = "vae"
+    TAESD = "taesd"
+    ESRGAN = "esrgan"
+    TEXT_ENCODER = "text_encoder"  # CLIP, T5/umT5, LLM text encoders
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Families that generate images or video (the rest are components).
+GENERATORS = frozenset(
+    f for f in Family
+    if f not in (Family.CONTROLNET, Family.LORA, Family.VAE, Family.TAESD, Family.ESRGAN,
+                 Family.TEXT_ENCODER, Family.UNKNOWN)
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _any_prefix(names: Tensors, *prefixes: str) -> bool:
+    return any(k.startswith(prefixes) for k in names)
+
+
+def _any_substr(names: Tensors, *parts: str) -> bool:
+    return any(p in k for k in names for p in parts)
+
+
+def _shape(names: Tensors, *candidates: str) -> tuple[int, ...] | None:
+    """Shape of the first candidate name present."""
+    for c in candidates:
+        if c in names:
+            return names[c].shape
+    return None
+
+
+def _last_dim(names: Tensors, *candidates: str) -> int | None:
+    """ggml's ``ne[0]`` (the innermost dimension) of the first candidate present."""
+    shape = _shape(names, *candidates)
+    return shape[-1] if shape else None
+
+
+# --------------------------------------------------------------------------- component files
+
+_LORA_MARKERS = (".lora_up.", ".lora_down.", ".lora_A.", ".lora_B.", ".lora.up.", ".lora.down.",
+                 ".lora_mid.", ".hada_w1_a", ".lokr_w1", "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+
+
+def _is_lora(t: Tensors) -> bool:
+    """kohya / diffusers / PEFT LoRA (also LoHa, LoKr): ``lora_up``/``lora_down``/``lora_A``/``lora_B``."""
+    return _any_substr(t, *_LORA_MARKERS)
+
+
+def _is_controlnet(t: Tensors, n: Tensors) -> bool:
+    """ldm ``control_model.*``, diffusers ``controlnet_cond_embedding``/``controlnet_down_blocks``,
+    Flux ``controlnet_blocks``/``controlnet_x_embedder``, or bare ``input_hint_block``/``zero_convs``."""
+    if _any_prefix(t, "control_model."):
+        return True
+    if _any_substr(t, "controlnet_cond_embedding", "controlnet_down_blocks", "controlnet_x_embedder"):
+        return True
+    if _any_prefix(n, "controlnet_blocks."):
+        return True
+    return _any_prefix(n, "input_hint_block.", "zero_convs.") and not _any_prefix(n, "output_blocks.")
+
+
+def _is_esrgan(t: Tensors) -> bool:
+    """RRDBNet: BasicSR names (``conv_first`` + ``body.N.rdbM`` / ``RRDB_trunk``) or the
+    original ESRGAN names (``model.0.weight`` + ``model.1.sub.N.RDB``)."""
+    if "conv_first.weight" in t and _any_prefix(t, "body.0.rdb1.", "RRDB_trunk.", "conv_up1."):
+        return True
+    return "model.0.weight" in t and _any_prefix(t, "model.1.sub.")
+
+
+def _taesd_variant(t: Tensors) -> str | None:
+    """TAESD (``encoder.layers.N`` / ``decoder.layers.N``): ``"<latent channels>ch"``; TAEHV, the
+    video version for Wan (``decoder.1.weight``, ``decoder.N.*``): ``"<latent channels>ch_video"``;
+    else ``None``."""
+    taehv = _shape(t, "decoder.1.weight")
+    if taehv is not None and len(taehv) == 4 and all(re.match(r"(en|de)coder\.\d+\.", k) for k in t):
+        return f"{taehv[1]}ch_video"
+    prefixes = [p for p in ("", "taesd.", "tae.") if _any_prefix(t, p + "decoder.layers.", p + "encoder.layers.")]
+    if not prefixes:
+        return None
+    prefix = prefixes[0]
+    shape = _shape(t, prefix + "decoder.layers.0.weight")
+    return f"{shape[1]}ch" if shape and len(shape) == 4 else "taesd"
+
+
+def _vae_variant(t: Tensors) -> str | None:
+    """A VAE-only file (``encoder.*``/``decoder.*``, optionally under ``first_stage_model.``/``vae.``):
+    ``"<latent channels>ch"`` (``_video`` for Wan's 3D VAE), else ``None``."""
+    for prefix in ("", "first_stage_model.", "vae."):
+        shape = _shape(t, prefix + "decoder.conv_in.weight", prefix + "decoder.conv1.weight")
+        if shape is None:
+            continue
+        if len(shape) < 4:
+            return "vae"
+        return f"{shape[1]}ch" + ("_video" if len(shape) == 5 else "")
+    return None
+
+
+_TEXT_ENCODER_PREFIXES = (
+    "text_model.", "te.", "te1.", "te2.", "cond_stage_model.", "conditioner.embedders.", "text_encoders.",
+    "encoder.block.", "enc.blk.", "shared.weight", "transformer.resblocks.", "token_embedding.",
+    "model.embed_tokens.", "model.layers.", "token_embd.", "blk.", "language_model.",
+)
+
+
+def _text_encoder_variant(t: Tensors) -> str | None:
+    """CLIP (``clip_l``/``clip_g``/``clip_h``), T5/umT5 (``t5``) or an LLM (``llm``); ``None`` if not one."""
+    if not _any_prefix(t, *_TEXT_ENCODER_PREFIXES):
+        return None
+    if _any_substr(t, "encoder.block.0.layer.0.SelfAttention", "enc.blk.0."):
+        return "t5"
+    width = None
+    for k, v in t.items():
+        if k.endswith("token_embedding.weight") and len(v.shape) == 2:
+            width = v.shape[-1]
+            break
+    if width is not None:
+        return {768: "clip_l", 1024: "clip_h", 1280: "clip_g"}.get(width, "clip")
+    return "llm"
+
+
+# --------------------------------------------------------------------------- diffusion models
+
+# Exact names the engine reads the text-encoder width from (token_embedding_weight).
+_TOKEN_EMBEDDINGS = (
+    "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+    "cond_stage_model.model.token_embedding.weight",
+    "text_model.embeddings.token_embedding.weight",
+    "te.text_model.embeddings.token_embedding.weight",
+    "conditioner.embedders.0.model.token_embedding.weight",
+    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+)
+
+
+def _diffusers_unet(t: Tensors) -> Tensors:
+    """A bare diffusers UNet file (``conv_in.weight``, ``down_blocks.*``) seen with the ``unet.``
+    prefix the engine's diffusers loader gives it; other files unchanged."""
+    if "conv_in.weight" in t and "time_embedding.linear_1.weight" in t:
+        return {"unet." + k: v for k, v in t.items()}
+    return t
+
+
+def _context_dim(n: Tensors) -> int | None:
+    """Cross-attention context width of a UNet (768 SD1, 1024 SD2, 2048 SDXL, 1280 refiner)."""
+    for k, v in n.items():
+        if k.endswith("attn2.to_k.weight") and len(v.shape) == 2:
+            return v.shape[-1]
+    return None
+
+
+def _unet_family(t: Tensors, n: Tensors) -> tuple[Family, str | None] | None:
+    """SD1/SD2/SDXL and their variants, as ``get_sd_version`` decides (plus a context-width
+    fallback for UNet-only files, which carry no text encoder)."""
+    if not (_any_prefix(n, "input_blocks.") or _any_prefix(t, "unet.down_blocks.")):
+        return None
+    multiple_encoders = _any_prefix(t, "conditioner.embedders.1", "cond_stage_model.1", "te.1")
+    in_shape = _shape(n, "input_blocks.0.0.weight") or _shape(t, "unet.conv_in.weight")
+    in_ch = in_shape[1] if in_shape and len(in_shape) == 4 else None
+    has_mid1 = _any_prefix(n, "middle_block.1.") or _any_prefix(t, "unet.mid_block.resnets.1.")
+    width = _last_dim(t, *_TOKEN_EMBEDDINGS)
+    context = _context_dim(n) or _context_dim(t)
+    if multiple_encoders or (width is None and context == 2048):
+        if in_ch == 9:
+            return Family.SDXL_INPAINT, None
+        if in_ch == 8:
+            return Family.SDXL_PIX2PIX, None
+        if not has_mid1:
+            has_311 = _any_prefix(n, "output_blocks.3.1.transformer_blocks.1") or _any_prefix(
+                t, "unet.up_blocks.1.attentions.0.transformer_blocks.1")
+            return Family.SDXL_DISTILLED, "ssd1b" if has_311 else "vega"
+        return Family.SDXL, None
+    width = width or context
+    has_71 = _any_prefix(n, "output_blocks.7.1") or _any_prefix(t, "unet.up_blocks.2.attentions.1")
+    if width == 768:
+        if in_ch == 9:
+            return Family.SD1_INPAINT, None
+        if in_ch == 8:
+            return Family.SD1_PIX2PIX, None
+        if not has_mid1:
+            return Family.SD1_TINY, "tiny_unet" if has_71 else "sdxs_512_ds"
+        return Family.SD1, None
+    if width == 1024:
+        if in_ch == 9:
+            return Family.SD2_INPAINT, None
+        if not has_mid1:
+            attn = _last_dim(n, "output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight")
+            return Family.SD2_TINY, "sdxs_09" if attn == 1024 else "tiny_unet"
+        return Family.SD2, None
+    if width == 1280:
+        return Family.UNKNOWN, "sdxl_refiner"  # the engine does not run it either
+    return Family.UNKNOWN, "unet"
+
+
+def _sd3_variant(n: Tensors) -> str:
+    depth = 1 + max((int(k.split(".")[1]) for k in n if k.startswith("joint_blocks.") and k.split(".")[1].isdigit()),
+                    default=-1)
+    if depth >= 38:
+        return "sd3.5_large"
+    if _any_substr(n, "x_block.attn2."):
+        return "sd3.5_medium"
+    return "sd3_medium"
+
+
+def _flux_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
+    """Flux.1 by ``img_in`` input width as the engine does (384 fill, 128 controls, 196 Flex.2),
+    then dev (``guidance_in``), Chroma (``distilled_guidance_layer``) or schnell (neither)."""
+    in_width = _last_dim(n, "img_in.weight")
+    if in_width == 384:
+        return Family.FLUX_FILL, None
+    if in_width == 128:
+        return Family.FLUX, "controls"
+    if in_width == 196:
+        return Family.FLUX, "flex_2"
+    if _any_prefix(n, "distilled_guidance_layer."):
+        return Family.FLUX, "chroma"
+    if not _any_prefix(n, "guidance_in."):
+        return Family.FLUX, "schnell"
+    if path is not None and "kontext" in path.name.lower():
+        return Family.FLUX, "kontext"
+    return Family.FLUX, "dev"
+
+
+def _wan_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
+    """Wan by ``patch_embedding`` in-channels x width, as the engine does: 36 x 5120 without
+    ``img_emb`` is 2.2 I2V-A14B, 48 x 3072 is 2.2 TI2V-5B; everything else has Wan 2.1's
+    architecture (Wan 2.2 T2V-A14B too: only a ``wan2.2`` filename tells them apart)."""
+    shape = _shape(n, "patch_embedding.weight") or ()
+    channels = math.prod(shape[:-3]) if len(shape) >= 4 else 0  # the engine's ne[3]
+    has_img_emb = _any_prefix(n, "img_emb")
+    if channels == 36 * 5120 and not has_img_emb:
+        return Family.WAN2_2, "i2v_a14b"
+    if channels == 48 * 3072 and not has_img_emb:
+        return Family.WAN2_2, "ti2v_5b"
+    kind = "vace" if _any_prefix(n, "vace_blocks.") else ("i2v" if has_img_emb else "t2v")
+    if path is not None and re.search(r"wan[-_ .]?2[._]?2", path.name.lower()):
+        return Family.WAN2_2, f"{kind}_a14b"
+    return Family.WAN2_1, kind
+
+
+# Engine versions gouache has no family for: (diffusion-model name prefix, variant).
+_OTHER_DIFFUSION = (
+    ("nerf_final_layer_conv.", "chroma_radiance"),
+    ("transformer_blocks.0.img_mod.1.weight", "qwen_image"),
+    ("double_blocks.0.img_mlp.gate_proj.weight", "ovis_image"),
+    ("cap_embedder.0.weight", "z_image"),
+    ("layers.0.adaLN_sa_ln.weight", "ernie_image"),
+    ("input_blocks.8.0.time_mixer.mix_factor", "svd"),
+)
+
+
+def _diffusion_family(t: Tensors, n: Tensors, path: Path | None) -> tuple[Family, str | None] | None:
+    if _any_prefix(n, "joint_blocks."):
+        return Family.SD3, _sd3_variant(n)
+    for prefix, variant in _OTHER_DIFFUSION:
+        if _any_prefix(n, prefix):
+            return Family.UNKNOWN, variant
+    if _any_substr(t, "llm_adapter.blocks.0.cross_attn.q_proj.weight"):
+        return Family.UNKNOWN, "anima"
+    if "blocks.0.cross_attn.norm_k.weight" in n:
+        return _wan_family(n, path)
+    unet = _unet_family(t, n)
+    if unet is not None:
+        return unet
+    if "double_stream_modulation_img.lin.weight" in n:
+        return Family.FLUX2, "dev" if _any_prefix(n, "single_blocks.47.") else "klein"
+    if _any_prefix(n, "double_blocks."):
+        return _flux_family(n, path)
+    return None
+
+
+# --------------------------------------------------------------------------- filenames (pickled checkpoints)
+
+# Ordered: the first match wins.  Only used when the file has no readable header (.ckpt/.pt/.pth).
+_FILENAME_HINTS: tuple[tuple[str, Family], ...] = (
+    (r"esrgan|x4plus|x2plus|(^|[^a-z0-9])[248]x[-_]", Family.ESRGAN),
+    (r"control", Family.CONTROLNET),
+    (r"lora|locon|lycoris", Family.LORA),
+    (r"taesd", Family.TAESD),
+    (r"sd_?xl|xl[-_]base|(^|[^a-z0-9])xl([^a-z0-9]|$)", Family.SDXL),
+    (r"v2[-_]|sd[-_]?2|768[-_]?v", Family.SD2),
+    (r"v1[-_]|sd[-_]?1|sd15", Family.SD1),
+    (r"(^|[^a-z0-9])vae([^a-z0-9]|$)", Family.VAE),
+)
+_INPAINT = {Family.SD1: Family.SD1_INPAINT, Family.SD2: Family.SD2_INPAINT, Family.SDXL: Family.SDXL_INPAINT}
+
+
+def _family_from_filename(path: Path) -> Family:
+    name = path.name.lower()
+    for pattern, family in _FILENAME_HINTS:
+        if re.search(pattern, name):
+            return _INPAINT.get(family, family) if "inpaint" in name else family
+    return Family.UNKNOWN
+
+
+def detect_family(tensors: Tensors | None, path: str | os.PathLike[str] | None = None) -> tuple[Family, str | None]:
+    """``(family, variant)`` of a model from its tensor names and shapes.
+
+    ``tensors`` is what :func:`gouache._modelfile.read_tensors` returns; ``None`` (a pickled
+    checkpoint) falls back to hints in the file name.  ``path`` also separates architectures
+    that share tensors (Flux Kontext, Wan 2.2 T2V).  ``variant`` names the sub-model where
+    known: ``"sdxs_512_ds"``, ``"tiny_unet"``, ``"sdxs_09"``, ``"ssd1b"``, ``"vega"``,
+    ``"sd3_medium"``, ``"sd3.5_medium"``, ``"sd3.5_large"``, ``"dev"``, ``"schnell"``,
+    ``"chroma"``, ``"kontext"``, ``"controls"``, ``"flex_2"``, ``"klein"``, ``"t2v"``,
+    ``"i2v"``, ``"vace"``, ``"*_a14b"``, ``"ti2v_5b"``; for components the latent channels
+    (``"4ch"``, ``"16ch_video"``) or the encoder (``"clip_l"``, ``"t5"``, ``"llm"``); for
+    ``unknown`` the engine architecture when the engine knows it (``"qwen_image"``,
+    ``"z_image"``, ``"svd"``, ...) or ``"clip_vision"``.
+    """
+    p = Path(path) if path is not None else None
+    if tensors is None:
+        return (_family_from_filename(p) if p is not None else Family.UNKNOWN), None
+    t = _diffusers_unet(tensors)
+    n = strip_prefix(dict(t))
+    if _is_lora(t):
+        return Family.LORA, None
+    if _is_controlnet(t, n):
+        return Family.CONTROLNET, None
+    found = _diffusion_family(t, n, p)
+    if found is not None:
+        return found
+    if _is_esrgan(t):
+        return Family.ESRGAN, None
+    checks = ((Family.TAESD, _taesd_variant), (Family.VAE, _vae_variant), (Family.TEXT_ENCODER, _text_encoder_variant))
+    for family, check in checks:
+        variant = check(t)
+        if variant is not None:
+            return family, variant
+    if _any_prefix(t, "vision_model.", "visual."):
+        return Family.UNKNOWN, "clip_vision"
+    return Family.UNKNOWN, None
+
+
+# --------------------------------------------------------------------------- few-step models
+
+# Markers of distilled few-step models in file names and metadata, matched on lower-cased text
+# with camelCase split ("photonLCM" -> "photon_lcm"); short markers must stand alone.
+_FEW_STEP = re.compile(
+    r"turbo|lightning|schnell|sdxs|lightx2v|causvid|hyper[-_ ]?sd|(?<![a-z])(?:lcm|tcd|dmd2?|pcm|flash)(?![a-z])"
+    r"|(?<![0-9])[1-8][-_ ]?steps?(?![a-z])"
+)
+
+
+def _mentions_few_step(text: str) -> bool:
+    return _FEW_STEP.search(re.sub(r"(?<=[a-z])(?=[A-Z])", "_", text).lower()) is not None
+
+
+# Metadata keys naming the model itself (not, e.g., the base a LoRA was trained on).
+_FEW_STEP_KEYS = ("modelspec.title", "modelspec.architecture", "ss_output_name", "name", "title")
+_FEW_STEP_VARIANTS = frozenset({"sdxs_512_ds", "sdxs_09", "schnell"})
+
+
+def is_few_step(path: str | os.PathLike[str] | None, tensors: Tensors | None,
+                metadata: Mapping[str, str] | None = None) -> bool:
+    """Whether a model is distilled for few steps at CFG 1 (Turbo, Lightning, LCM, Hyper-SD,
+    SDXS, Flux schnell, Flux.2 klein, ...).
+
+    From the tensors (SDXS UNets, Flux without ``guidance_in``, Flux.2 klein unless the file
+    name says ``base``), the file name (``turbo``, ``lightning``, ``lcm``, ``hyper-sd``, ``sdxs``,
+    ``schnell``, ``tcd``, ``dmd2``, ``4step``/``-8steps``..., case-insensitive) and the
+    safetensors metadata (``modelspec.title``, ``modelspec.architecture``, ``ss_output_name``,
+    ``name``, ``title`` mentioning the same).
+    """
+    name = Path(path).name if path is not None else ""
+    if tensors is not None:
+        family, variant = detect_family(tensors, path)
+        if variant in _FEW_STEP_VARIANTS:
+            return True
+        if family is Family.FLUX2 and variant == "klein" and "base" not in name.lower():
+            return True
+    if _mentions_few_step(name):
+        return True
+    values = ((metadata or {}).get(key) for key in _FEW_STEP_KEYS)
+    return any(isinstance(v, str) and _mentions_few_step(v) for v in values)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyDefaults:
+    """Generation settings that suit a model family.
+
+    ``sampler``/``scheduler`` are engine names, ``None`` meaning the engine's own choice for
+    the model.  ``distilled_guidance`` (Flux-style guidance embedding), ``flow_shift`` and
+    ``video_frames`` are ``None`` where they do not apply or the engine's default is right.
+    """
+
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    sampler: str | None = None
+    scheduler: str | None = None
+    distilled_guidance: float | None = None
+    flow_shift: float | None = None
+    video_frames: int | None = None
+
+
+_D = FamilyDefaults
+# Engine defaults (stable-diffusion.cpp sd_sample_params_init / sd_img_gen_params_init:
+# 20 steps, CFG 7, 512x512; sd_get_default_sample_method: euler_a for UNets, euler for DiTs).
+_ENGINE = _D(512, 512, 20, 7.0)
+_SD = _D(512, 512, 20, 7.0, "euler_a")
+_SDXL = _D(1024, 1024, 20, 7.0, "euler_a")  # SDXL is trained at 1024^2 (sd.cpp docs/sd.md runs -W 1024 -H 1024)
+_WAN = _D(832, 480, 30, 6.0, "euler", flow_shift=3.0, video_frames=33)
+
+# (family, few_step) -> defaults.  Sources:
+_DEFAULTS: dict[tuple[Family, bool], FamilyDefaults] = {
+    (Family.SD1, False): _SD,
+    (Family.SD1_INPAINT, False): _SD,
+    (Family.SD1_PIX2PIX, False): _SD,
+    # BK-SDM-Tiny-style tiny UNets are ordinary (multi-step) diffusion models.
+    (Family.SD1_TINY, False): _SD,
+    # SD1.5 LCM / Hyper / Turbo merges: sd.cpp docs/lcm.md (2-8 steps, CFG 1, lcm or euler_a).
+    (Family.SD1, True): _D(512, 512, 4, 1.0, "lcm"),
+    (Family.SD1_INPAINT, True): _D(512, 512, 4, 1.0, "lcm"),
+    # SDXS-512: sd.cpp docs/distilled_sd.md ("--cfg-scale 1 --steps 1 are mandatory").
+    (Family.SD1_TINY, True): _D(512, 512, 1, 1.0, "euler_a"),
+    (Family.SD2, False): _SD,  # 768x768 for v-prediction models, see defaults_for
+    (Family.SD2_INPAINT, False): _SD,
+    (Family.SD2_TINY, False): _SD,
+    # SD-Turbo (SD2.1 distilled): stabilityai/sd-turbo model card (1 step, guidance 0 = CFG 1 here).
+    (Family.SD2, True): _D(512, 512, 1, 1.0, "euler_a"),
+    (Family.SD2_TINY, True): _D(512, 512, 1, 1.0, "euler_a"),  # SDXS-512-0.9: docs/distilled_sd.md
+    (Family.SDXL, False): _SDXL,
+    (Family.SDXL_INPAINT, False): _SDXL,
+    (Family.SDXL_PIX2PIX, False): _SDXL,
+    (Family.SDXL_DISTILLED, False): _SDXL,
+    # SDXL-Lightning model card (4-step: Euler, sgm_uniform, CFG off).  Also fits Turbo/Hyper/DMD2
+    # merges at 1024; note the original SDXL-Turbo was trained at 512x512.
+    (Family.SDXL, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
+    (Family.SDXL_INPAINT, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
+    (Family.SDXL_DISTILLED, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
+    # SD3/3.5: sd.cpp docs/sd3.md (1024^2, --cfg-scale 4.5, euler); 28 steps: SAI's SD3 model cards.
+    (Family.SD3, False): _D(1024, 1024, 28, 4.5, "euler"),
+    # SD3.5 Large Turbo model card: 4 steps, guidance 0 (= CFG 1 here).
+    (Family.SD3, True): _D(1024, 1024, 4, 1.0, "euler"),
+    # Flux.1 dev: sd.cpp docs/flux.md (CFG 1, euler, engine default 20 steps, guidance 3.5).
+    (Family.FLUX, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=3.5),
+    # Flux.1 schnell: sd.cpp docs/flux.md (--steps 4, CFG 1); schnell has no guidance input.
+    (Family.FLUX, True): _D(1024, 1024, 4, 1.0, "euler"),
+    # Flux.1 Fill dev model card: guidance 30.
+    (Family.FLUX_FILL, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=30.0),
+    # Flux.2 dev: sd.cpp docs/flux2.md (CFG 1, euler); guidance 4: FLUX.2-dev model card.
+    (Family.FLUX2, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=4.0),
+    # Flux.2 klein (distilled): sd.cpp docs/flux2.md (--cfg-scale 1 --steps 4).
+    (Family.FLUX2, True): _D(1024, 1024, 4, 1.0, "euler"),
+    # Wan2.1 T2V-1.3B: sd.cpp docs/wan.md (832x480, 33 frames, CFG 6, euler, --flow-shift 3);
+    # 30 steps sits between the docs' engine default (20) and Wan's reference (50).
+    (Family.WAN2_1, False): _WAN,
+    # Wan 2.2 A14B: sd.cpp docs/wan.md (CFG 3.5, 10 low-noise + 8 high-noise steps ~ 20, flow shift 3).
+    (Family.WAN2_2, False): dataclasses.replace(_WAN, steps=20, cfg_scale=3.5),
+    # Wan lightx2v / CausVid / Lightning distillations: 4 steps at CFG 1 (lightx2v model cards).
+    (Family.WAN2_1, True): dataclasses.replace(_WAN, steps=4, cfg_scale=1.0),
+    (Family.WAN2_2, True): dataclasses.replace(_WAN, steps=4, cfg_scale=1.0),
+}
+
+# (family, variant, few_step) -> defaults, where a sub-model differs from its family.
+_VARIANT_DEFAULTS: dict[tuple[Family, str, bool], FamilyDefaults] = {
+    # stabilityai/stable-diffusion-2(-1) 768-v models are trained at 768x768.
+    (Family.SD2, "768-v", False): _D(768, 768, 20, 7.0, "euler_a"),
+    # Model cards: SD3 Medium 28 steps CFG 7; SD3.5 Medium 40 steps CFG 4.5; SD3.5 Large 28 steps CFG 3.5.
+    (Family.SD3, "sd3_medium", False): _D(1024, 1024, 28, 7.0, "euler"),
+    (Family.SD3, "sd3.5_medium", False): _D(1024, 1024, 40, 4.5, "euler"),
+    (Family.SD3, "sd3.5_large", False): _D(1024, 1024, 28, 3.5, "euler"),
+    # Chroma: sd.cpp docs/chroma.md (CFG 4, euler; no guidance embedding).
+    (Family.FLUX, "chroma", False): _D(1024, 1024, 20, 4.0, "euler"),
+    # Flux.1 Kontext dev model card: guidance 2.5.
+    (Family.FLUX, "kontext", False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=2.5),
+    # Flux.2 klein base (undistilled): sd.cpp docs/flux2.md (--cfg-scale 4 --steps 20).
+    (Family.FLUX2, "klein", False): _D(1024, 1024, 20, 4.0, "euler"),
+    # Wan2.2 TI2V-5B: sd.cpp docs/wan.md (CFG 6, flow shift 3, 33 frames).
+    (Family.WAN2_2, "ti2v_5b", False): _WAN,
+}
+
+
+def defaults_for(family: Family | str, few_step: bool = False, *, variant: str | None = None) -> FamilyDefaults:
+    """Generation defaults for a family (and sub-model ``variant``, see :func:`detect_family`).
+
+    ``few_step`` picks the distilled settings (1-4 steps, CFG 1) where the family has such
+    models.  Components and unknown files get the engine's own defaults (512x512, 20 steps,
+    CFG 7, engine-chosen sampler).  SD2 is 512x512 unless ``variant="768-v"`` (v-prediction
+    is not visible in tensor names, so :func:`inspect` only reports it from a ``v_pred``
+    tensor, ``modelspec.prediction_type`` metadata or a ``768-v`` file name).
+    """
+    try:
+        fam = Family(family)
+    except ValueError:
+        allowed = ", ".join(f.value for f in Family)
+        raise InvalidInputError(f"unknown model family {family!r}; allowed: {allowed}") from None
+    few = bool(few_step)
+    if variant is not None and (fam, variant, few) in _VARIANT_DEFAULTS:
+        return _VARIANT_DEFAULTS[(fam, variant, few)]
+    return _DEFAULTS.get((fam, few)) or _DEFAULTS.get((fam, False)) or _ENGINE
+
+
+# --------------------------------------------------------------------------- file metadata
+
+
+def _safetensors_metadata(p: Path) -> dict[str, str]:
+    with open(p, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError):
+            return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _gguf_read(f: BinaryIO, fmt: str):
+    size = struct.calcsize(fmt)
+    data = f.read(size)
+    if len(data) != size:
+        raise EOFError
+    return struct.unpack(fmt, data)[0]
+
+
+def _gguf_str(f: BinaryIO) -> str:
+    return f.read(_gguf_read(f, "<Q")).decode("utf-8", errors="replace")
+
+
+def _gguf_value(f: BinaryIO, vtype: int) -> object:
+    """A GGUF value; arrays are skipped (returned as ``None``)."""
+    if vtype in _GGUF_SCALARS:
+        return _gguf_read(f, _GGUF_SCALARS[vtype])
+    if vtype == 8:
+        return _gguf_str(f)
+    if vtype == 9:
+        inner, count = _gguf_read(f, "<I"), _gguf_read(f, "<Q")
+        if inner in _GGUF_SCALARS:
+            f.seek(count * struct.calcsize(_GGUF_SCALARS[inner]), os.SEEK_CUR)
+        else:
+            for _ in range(count):
+                _gguf_value(f, inner)
+        return None
+    raise ValueError(f"unknown GGUF value type {vtype}")
+
+
+def _gguf_metadata(p: Path) -> dict[str, str]:
+    """The GGUF key/values that are scalars or strings (``general.architecture``, ...);
+    arrays and ``tokenizer.*`` are left out."""
+    out: dict[str, str] = {}
+    try:
+        with open(p, "rb") as f:
+            f.seek(8)  # magic, version
+            _gguf_read(f, "<Q")  # tensor count
+            for _ in range(_gguf_read(f, "<Q")):
+                key = _gguf_str(f)
+                value = _gguf_value(f, _gguf_read(f, "<I"))
+                if value is not None and not key.startswith("tokenizer."):
+                    out[key] = str(value)
+    except (EOFError, ValueError, struct.error):
+        pass  # a truncated/odd header: keep what was read (read_tensors reports real corruption)
+    return out
+
+
+def _metadata(p: Path, kind: str) -> dict[str, str]:
+    if kind == "safetensors":
+        return _safetensors_metadata(p)
+    if kind == "gguf":
+        return _gguf_metadata(p)
+    return {}
+
+
+def _is_v_prediction(p: Path, tensors: Tensors | None, metadata: Mapping[str, str]) -> bool:
+    if tensors is not None and "v_pred" in tensors:
+        return True
+    if metadata.get("modelspec.prediction_type", "").lower() in ("v", "v_prediction", "v-prediction"):
+        return True
+    return re.search(r"768[-_]?v(?![a-z])|v[-_]?pred", p.name.lower()) is not None
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`inspect` learned from a model file's header.
+
+    ``file_kind``: ``"safetensors"``, ``"gguf"`` or ``"ckpt"``.  ``tensor_count``,
+    ``parameters`` (total element count) and ``dtypes`` (dtype -> tensor count) are ``None``
+    / empty for pickled checkpoints.  ``metadata``: the safetensors ``__metadata__``, or the
+    scalar/string GGUF key/values.  ``variant``: the sub-model (see :func:`detect_family`).
+    ``defaults``: the settings :func:`defaults_for` suggests for it.
+    """
+
+    path: Path
+    file_kind: str
+    family: Family
+    few_step: bool
+    tensor_count: int | None
+    dtypes: dict[str, int]
+    parameters: int | None
+    size_bytes: int
+    metadata: dict[str, str]
+    defaults: FamilyDefaults
+    variant: str | None = None
+
+
+def inspect(path: str | os.PathLike[str]) -> ModelInfo:
+    """Inspect a model file (safetensors, GGUF or PyTorch checkpoint) without loading weights.
+
+    The family comes from tensor names and shapes, as the engine decides it; components
+    (ControlNet, LoRA, VAE, TAESD, ESRGAN, text encoders) are recognised too.  Pickled
+    ``.ckpt``/``.pt``/``.pth`` files are never unpickled: their family is ``unknown`` unless
+    the file name says otherwise (``RealESRGAN_x4plus.pth`` -> esrgan, ``v1-5-...ckpt`` ->
+    sd1, ``sd_xl_base...`` -> sdxl, ...), and their tensor count/dtypes are not known.
+    Raises :class:`InvalidInputError` for a missing, empty or non-model file.
+    """
+    p = check_file(path, "model file")
+    kind = sniff(p)
+    tensors = read_tensors(p)
+    metadata = _metadata(p, kind)
+    family, variant = detect_family(tensors, p)
+    if family is Family.SD2 and variant is None and _is_v_prediction(p, tensors, metadata):
+        variant = "768-v"
+    few = (family in GENERATORS or family is Family.LORA) and is_few_step(p, tensors, metadata)
+    return ModelInfo(
+        path=p,
+        file_kind=kind,
+        family=family,
+        few_step=few,
+        tensor_count=None if tensors is None else len(tensors),
+        dtypes=dict(Counter(t.dtype for t in tensors.values())) if tensors else {},
+        parameters=None if tensors is None else sum(math.prod(t.shape) for t in tensors.values()),
+        size_bytes=p.stat().st_size,
+        metadata=metadata,
+        defaults=defaults_for(family, few, variant=variant),
+        variant=variant,
+    )

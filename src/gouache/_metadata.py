@@ -1,0 +1,385 @@
+"""AUTOMATIC1111-compatible generation parameters ("infotext") in image files.
+
+AUTOMATIC1111's stable-diffusion-webui (A1111) stores how an image was made as one text::
+
+    a lighthouse at dusk, oil painting
+    Negative prompt: blurry
+    Steps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 42, Size: 512x512, Model: v1-5
+
+in the PNG ``parameters`` text chunk, or, for JPEG and WebP, in the EXIF ``UserComment``
+tag.  Most image tools (Civitai, ComfyUI readers, Forge, InvokeAI importers) read that text,
+so gouache writes and reads exactly that format.  The formatting and parsing rules are
+ports of A1111's ``modules/infotext_utils.py`` (``quote``, ``unquote``,
+``parse_generation_parameters``) and ``modules/processing.py`` (``create_infotext``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from ._errors import InvalidInputError
+from ._modelfile import check_file
+
+__all__ = [
+    "A1111_SAMPLER_NAMES",
+    "A1111_SCHEDULE_NAMES",
+    "engine_sampler_from_a1111",
+    "engine_scheduler_from_a1111",
+    "exif_for",
+    "format_infotext",
+    "parse_infotext",
+    "pnginfo_for",
+    "read_parameters",
+    "split_a1111_sampler",
+]
+
+# --------------------------------------------------------------------------- names
+
+#: Engine sampler name -> A1111 "Sampler" display name.  Names A1111 has are A1111's own
+#: (``modules/sd_samplers_kdiffusion.py``, ``sd_samplers_lcm.py``, ``sd_samplers_timesteps.py``);
+#: for samplers A1111 lacks, the name other UIs (Forge, ComfyUI) show, in A1111's spelling style.
+A1111_SAMPLER_NAMES: dict[str, str] = {
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "heun": "Heun",
+    "dpm2": "DPM2",
+    "dpm++2s_a": "DPM++ 2S a",
+    "dpm++2m": "DPM++ 2M",
+    "dpm++2mv2": "DPM++ 2M v2",  # not in A1111
+    "ipndm": "iPNDM",  # not in A1111 (ComfyUI: ipndm)
+    "ipndm_v": "iPNDM v",  # not in A1111 (ComfyUI: ipndm_v)
+    "lcm": "LCM",
+    "ddim_trailing": "DDIM",  # A1111's DDIM; the engine's uses trailing timestep spacing
+    "tcd": "TCD",  # not in A1111 (Forge: TCD)
+    "res_multistep": "RES Multistep",  # not in A1111 (ComfyUI: res_multistep)
+    "res_2s": "RES 2S",  # not in A1111 (RES4LYF: res_2s)
+    "er_sde": "ER SDE",  # not in A1111 (ComfyUI: er_sde)
+}
+
+#: Engine scheduler name -> A1111 "Schedule type" display name (``modules/sd_schedulers.py``).
+#: ``discrete`` is the engine's default schedule, which is what A1111 calls "Automatic" for
+#: the k-diffusion samplers (the model's own discrete sigmas).
+A1111_SCHEDULE_NAMES: dict[str, str] = {
+    "discrete": "Automatic",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "ays": "Align Your Steps",
+    "gits": "Align Your Steps GITS",
+    "sgm_uniform": "SGM Uniform",
+    "simple": "Simple",
+    "smoothstep": "Smoothstep",  # not in A1111
+    "kl_optimal": "KL Optimal",
+    "lcm": "LCM",  # not in A1111 (the schedule the engine pairs with the LCM/TCD samplers)
+    "bong_tangent": "Bong Tangent",  # not in A1111 (RES4LYF: bong_tangent)
+}
+
+# A1111 names -> engine names, case-insensitive; extra aliases A1111 and other UIs write.
+_SAMPLER_FROM_A1111: dict[str, str] = {v.lower(): k for k, v in A1111_SAMPLER_NAMES.items()} | {
+    "euler_a": "euler_a",
+    "euler ancestral": "euler_a",
+    "dpm++ 2s ancestral": "dpm++2s_a",
+    "ddim trailing": "ddim_trailing",
+}
+_SCHEDULER_FROM_A1111: dict[str, str | None] = {v.lower(): k for k, v in A1111_SCHEDULE_NAMES.items()} | {
+    "automatic": None,  # the sampler's own default: let the engine pick
+    "uniform": "discrete",
+    "normal": "discrete",
+    "sgmuniform": "sgm_uniform",
+}
+# Suffixes of A1111's pre-1.9 combined sampler names ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential").
+_COMBINED_SUFFIXES = (" karras", " exponential", " sgm uniform", " sgmuniform", " kl optimal", " simple")
+
+
+def engine_sampler_from_a1111(name: str) -> str | None:
+    """The engine sampler for an A1111 "Sampler" value (``"Euler a"`` -> ``"euler_a"``).
+
+    Old combined names (``"DPM++ 2M Karras"``) give their sampler part; ``None`` when the
+    engine has no such sampler (``"UniPC"``, ``"DPM++ SDE"``).  See :func:`split_a1111_sampler`.
+    """
+    return split_a1111_sampler(name)[0]
+
+
+def engine_scheduler_from_a1111(name: str) -> str | None:
+    """The engine scheduler for an A1111 "Schedule type" value (``"Karras"`` -> ``"karras"``).
+
+    ``None`` for ``"Automatic"`` (the engine's default for the sampler) and for schedules the
+    engine lacks (``"Beta"``, ``"Polyexponential"``).
+    """
+    return _SCHEDULER_FROM_A1111.get(name.strip().lower())
+
+
+def split_a1111_sampler(name: str) -> tuple[str | None, str | None]:
+    """``(engine sampler, engine scheduler)`` for an A1111 "Sampler" value.
+
+    ``"Euler a"`` -> ``("euler_a", None)``; A1111's pre-1.9 combined names carry the schedule:
+    ``"DPM++ 2M Karras"`` -> ``("dpm++2m", "karras")``, ``"DPM2 a Karras"`` -> ``(None, "karras")``
+    (the engine has no DPM2 a).  Either part is ``None`` when unknown or absent.
+    """
+    key = name.strip().lower()
+    if key in _SAMPLER_FROM_A1111:
+        return _SAMPLER_FROM_A1111[key], None
+    for suffix in _COMBINED_SUFFIXES:
+        if key.endswith(suffix):
+            base = key[: -len(suffix)].strip()
+            return _SAMPLER_FROM_A1111.get(base), _SCHEDULER_FROM_A1111.get(suffix.strip())
+    return None, None
+
+
+# --------------------------------------------------------------------------- formatting
+
+# A1111's parameter regex (modules/infotext_utils.py, re_param_code).
+_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_RE_KEY = re.compile(r"\w[\w \-/]+")
+_RE_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_MIN_PARAMS = 3  # A1111 takes the last line as the parameter line only with 3+ "key: value" pairs
+
+
+def _quote(text: str) -> str:
+    """A1111's ``quote``: JSON-quote values holding ``,``, newlines or ``:``.
+
+    One addition: a value that starts with ``"`` is quoted too, since A1111's reader would
+    otherwise unquote it (A1111 writes such values bare and reads them back changed).
+    """
+    if "," not in text and "\n" not in text and ":" not in text and not text.startswith('"'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _unquote(text: str) -> str:
+    """A1111's ``unquote``: JSON-decode a ``"..."`` value, else return it unchanged."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def _value_text(value: object) -> str:
+    """How a parameter value is written: integral floats without ``.0`` (``CFG scale: 7``),
+    ``(w, h)`` pairs as ``WxH``, everything else as ``str()``."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    return str(value)
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not _RE_KEY.fullmatch(key):
+        raise InvalidInputError(
+            f"infotext parameter name {key!r} is not allowed; allowed: a word character followed by"
+            " one or more letters, digits, '_', ' ', '-' or '/' (what A1111's reader recognises)"
+        )
+    return key
+
+
+def _params_line(params: Mapping[str, object]) -> str:
+    parts = []
+    for key, value in params.items():
+        _check_key(key)
+        if value is None:  # A1111 drops None values
+            continue
+        text = _value_text(value)
+        parts.append(key if text == key else f"{key}: {_quote(text)}")
+    if len(parts) < _MIN_PARAMS:
+        raise InvalidInputError(
+            f"infotext needs at least {_MIN_PARAMS} parameters that are not None, got {len(parts)}"
+            f" ({', '.join(parts) or 'none'}); A1111 readers only recognise a parameter line with"
+            f" {_MIN_PARAMS} or more 'key: value' pairs"
+        )
+    return ", ".join(parts)
+
+
+def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, object]) -> str:
+    """The text A1111 writes into an image's ``parameters``, as ``create_infotext`` does.
+
+    The prompt (may span lines), a ``Negative prompt: ...`` line (omitted when empty), then
+    ``params`` on the last line in the given order, e.g. ``Steps: 20, Sampler: Euler a, CFG
+    scale: 7, Seed: 42, Size: 512x512, Model: name``.  Values holding ``,``, ``:`` or a newline
+    are JSON-quoted (A1111's ``quote``); ``None`` values are left out; a value equal to its
+    key is written bare (A1111 does this for flags); floats print without a trailing ``.0``;
+    a ``(width, height)`` tuple prints as ``WxH``.  Raises :class:`InvalidInputError` for a
+    key A1111 cannot read back, or fewer than 3 parameters (A1111 would not find the line).
+
+    Readers strip each prompt line, so leading/trailing spaces on a line do not survive, and
+    a prompt line starting with ``Negative prompt:`` is read as the negative prompt (as in A1111).
+    """
+    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{name} must be a str, got {type(value).__name__}")
+    if not isinstance(params, Mapping):
+        raise InvalidInputError(f"params must be a mapping of name -> value, got {type(params).__name__}")
+    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{_params_line(params)}".strip()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _split_prompts(lines: list[str]) -> tuple[str, str]:
+    """A1111: stripped lines before ``Negative prompt:`` are the prompt, the rest the negative."""
+    prompt = negative = ""
+    done_with_prompt = False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            done_with_prompt = True
+            line = line[16:].strip()
+        if done_with_prompt:
+            negative += ("" if negative == "" else "\n") + line
+        else:
+            prompt += ("" if prompt == "" else "\n") + line
+    return prompt, negative
+
+
+def _typed(res: dict) -> None:
+    """Add the convenience keys (``steps``, ``cfg_scale``, ``seed``, ``width``, ``height``,
+    ``sampler``, ``scheduler``) where the raw values parse."""
+    for key, raw, conv in (("steps", "Steps", int), ("cfg_scale", "CFG scale", float), ("seed", "Seed", int)):
+        try:
+            res[key] = conv(res[raw])
+        except (KeyError, ValueError):
+            pass
+    size = _RE_SIZE.match(res.get("Size", ""))
+    if size:
+        res["width"], res["height"] = int(size.group(1)), int(size.group(2))
+    sampler, scheduler = split_a1111_sampler(res.get("Sampler", ""))
+    if "Schedule type" in res:
+        scheduler = engine_scheduler_from_a1111(res["Schedule type"]) or scheduler
+    if sampler:
+        res["sampler"] = sampler
+    if scheduler:
+        res["scheduler"] = scheduler
+
+
+def parse_infotext(text: str) -> dict:
+    """Parse A1111 generation parameters (the inverse of :func:`format_infotext`).
+
+    A port of A1111's ``parse_generation_parameters``: the last line is the parameter line
+    when it holds at least 3 ``key: value`` pairs; lines before ``Negative prompt:`` are the
+    prompt.  Returns ``{"prompt": str, "negative_prompt": str, "Steps": "20", "Sampler":
+    "Euler a", ...}`` with every raw value a str (quoted values unquoted), plus, where present
+    and valid, typed keys: ``steps`` (int), ``cfg_scale`` (float), ``seed`` (int), ``width``
+    and ``height`` (int, from ``Size``), and ``sampler`` / ``scheduler`` as *engine* names
+    (``"euler_a"``, ``"karras"``; from ``Sampler`` and ``Schedule type``, or from an old
+    combined name like ``"DPM++ 2M Karras"``; absent when the engine has no equivalent).
+    Unlike A1111, no defaults are filled in for missing keys.  Prompt text (``<lora:...>``
+    tags included) is returned untouched.
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"infotext must be a str, got {type(text).__name__}")
+    *lines, last = text.replace("\r\n", "\n").strip().split("\n")
+    if len(_RE_PARAM.findall(last)) < _MIN_PARAMS:
+        lines.append(last)
+        last = ""
+    prompt, negative = _split_prompts(lines)
+    res: dict = {"prompt": prompt, "negative_prompt": negative}
+    for key, value in _RE_PARAM.findall(last):
+        if key not in ("prompt", "negative_prompt"):
+            res[key] = _unquote(value)
+    _typed(res)
+    return res
+
+
+# --------------------------------------------------------------------------- image files
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_UNICODE = b"UNICODE\0"
+
+
+def pnginfo_for(infotext: str) -> PngImagePlugin.PngInfo:
+    """A ``PngInfo`` holding ``infotext`` as the ``parameters`` chunk, for ``image.save(path, pnginfo=...)``.
+
+    Latin-1 text goes into a ``tEXt`` chunk (as A1111 writes it), anything else into ``iTXt``.
+    """
+    if not isinstance(infotext, str):
+        raise InvalidInputError(f"infotext must be a str, got {type(infotext).__name__}")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    return info
+
+
+def exif_for(infotext: str) -> Image.Exif:
+    """EXIF holding ``infotext`` in ``UserComment``, for saving JPEG/WebP (``image.save(path, exif=...)``).
+
+    Encoded as A1111 does (piexif's ``UserComment.dump(..., encoding="unicode")``): the
+    ``UNICODE\\0`` header followed by UTF-16 big-endian text.
+    """
+    if not isinstance(infotext, str):
+        raise InvalidInputError(f"infotext must be a str, got {type(infotext).__name__}")
+    exif = Image.Exif()
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _UNICODE + infotext.encode("utf-16-be")
+    return exif
+
+
+def _utf16_order(data: bytes) -> str:
+    """``utf-16-be`` or ``utf-16-le`` for BOM-less UTF-16: ASCII-range text has its zero byte
+    first in big-endian; big-endian (A1111/piexif) when undecidable."""
+    zeros_even = data[0::2].count(0)
+    zeros_odd = data[1::2].count(0)
+    return "utf-16-le" if zeros_odd > zeros_even else "utf-16-be"
+
+
+def _decode_user_comment(raw: bytes | str) -> str:
+    """Text of an EXIF UserComment: an 8-byte charset header, then the text."""
+    if isinstance(raw, str):
+        return raw.rstrip("\0")
+    header, data = raw[:8], raw[8:]
+    if header == _UNICODE:
+        if data[:2] in (b"\xfe\xff", b"\xff\xfe"):
+            text = data.decode("utf-16")
+        else:
+            text = data[: len(data) // 2 * 2].decode(_utf16_order(data), errors="replace")
+    elif header == b"JIS\0\0\0\0\0":
+        text = data.decode("shift_jis", errors="replace")
+    elif header in (b"ASCII\0\0\0", b"\0" * 8):
+        text = data.decode("utf-8", errors="replace")
+    else:  # no header at all: some writers put the bare text in
+        text = raw.decode("utf-8", errors="replace")
+    return text.rstrip("\0")
+
+
+def _parameters_text(im: Image.Image) -> str | None:
+    """The raw infotext of an opened image: PNG text chunks, else EXIF UserComment."""
+    text = getattr(im, "text", None)  # PNG: tEXt/zTXt/iTXt, also those after the image data
+    if isinstance(text, dict) and isinstance(text.get("parameters"), str):
+        return text["parameters"]
+    if isinstance(im.info.get("parameters"), str):
+        return im.info["parameters"]
+    comment = im.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    if comment:
+        decoded = _decode_user_comment(comment)
+        return decoded if decoded.strip() else None
+    return None
+
+
+def read_parameters(path: str | os.PathLike[str]) -> dict:
+    """Generation parameters of an image file, parsed with :func:`parse_infotext`.
+
+    Reads the PNG ``parameters`` text chunk (``tEXt``/``iTXt``/``zTXt``) or, for JPEG/WebP
+    (and PNG ``eXIf``), the EXIF ``UserComment`` A1111 writes (``UNICODE`` header with
+    UTF-16 of either byte order, or ``ASCII``).  Raises :class:`InvalidInputError` when the
+    file is missing, is not an image, or holds no generation parameters.
+    """
+    p = check_file(path, "image file")
+    try:
+        with Image.open(p) as im:
+            text = _parameters_text(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InvalidInputError(
+            f"image file {str(p)!r} could not be read ({exc}); allowed: PNG, JPEG or WebP images"
+        ) from None
+    if text is None:
+        raise InvalidInputError(
+            f"image file {str(p)!r} holds no generation parameters (no PNG 'parameters' text,"
+            " no EXIF UserComment)"
+        )
+    return parse_infotext(text)

@@ -1,0 +1,153 @@
+"""The gouache command, run for real in a subprocess on forged models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gouache.testing import forge
+
+FAST = ["-W", "64", "-H", "64", "--steps", "2", "--cfg-scale", "1"]
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The error report (progress bars are also on stderr)."""
+    return [line for line in stderr.splitlines() if line.startswith("gouache:") or "Traceback" in line]
+
+
+def gouache(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gouache", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model, taesd_model):
+    return ["-m", str(tiny_model), "--taesd", str(taesd_model)]
+
+
+def test_help_lists_every_subcommand():
+    out = gouache("--help")
+    assert out.returncode == 0
+    for cmd in ("txt2img", "img2img", "inpaint", "controlnet", "upscale", "video", "convert", "info", "models", "pull"):
+        assert cmd in out.stdout
+    sub = gouache("txt2img", "--help").stdout
+    for opt in ("--negative-prompt", "--sampler", "--scheduler", "--seed", "--batch", "--lora", "--hires-scale",
+                "--cache", "--vae-tiling", "--offload-to-cpu", "--flash-attention", "--overwrite", "--json", "--quiet"):
+        assert opt in sub, opt
+
+
+def test_txt2img_batch_json_numbered_and_no_overwrite(models, tmp_path):
+    out = tmp_path / "cube.png"
+    res = gouache("txt2img", *models, "a red cube", "-o", out, *FAST, "--batch", "2", "--seed", "7", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [o["seed"] for o in data["outputs"]] == [7, 8]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["cube-1.png", "cube-2.png"]
+    with Image.open(tmp_path / "cube-2.png") as im:
+        assert im.size == (64, 64) and "Seed: 8" in im.info["parameters"]
+    before = (tmp_path / "cube-1.png").read_bytes()
+    res = gouache("txt2img", *models, "a red cube", "-o", out, *FAST, "--batch", "2")
+    assert res.returncode == 2 and "exists" in res.stderr and len(error_lines(res.stderr)) == 1
+    assert (tmp_path / "cube-1.png").read_bytes() == before
+    res = gouache("txt2img", *models, "a blue cube", "-o", out, *FAST, "--batch", "2", "--overwrite", "--quiet")
+    assert res.returncode == 0 and (tmp_path / "cube-1.png").read_bytes() != before
+
+
+def test_img2img_inpaint_controlnet(models, full_model, tmp_path):
+    init = tmp_path / "init.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(init)
+    mask = tmp_path / "mask.png"
+    Image.new("L", (64, 64), 255).save(mask)
+    assert gouache("img2img", *models, "-i", init, "--strength", "0.5", "x", "-o", tmp_path / "a.png", *FAST).returncode == 0
+    assert gouache("inpaint", *models, "-i", init, "--mask", mask, "x", "-o", tmp_path / "b.png", *FAST).returncode == 0
+    res = gouache("controlnet", "-m", full_model, "--control-net", forge.controlnet_sd1(), "--control-image", init, "--canny",
+                  "x", "-o", tmp_path / "c.png", "-W", "64", "-H", "64", "--steps", "1", "--cfg-scale", "1")
+    assert res.returncode == 0, res.stderr
+    for name in ("a.png", "b.png", "c.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.size == (64, 64)
+
+
+def test_usage_errors_exit_2_with_one_line(models, tmp_path):
+    res = gouache("txt2img", *models, "x", "-o", tmp_path / "o.png", *FAST, "--sampler", "bogus")
+    assert res.returncode == 2 and "bogus" in res.stderr and "euler_a" in res.stderr
+    assert len(error_lines(res.stderr)) == 1
+    res = gouache("txt2img", "-m", tmp_path / "missing.safetensors", "x", "-o", tmp_path / "o.png")
+    assert res.returncode == 2 and "not found" in res.stderr
+    assert gouache("txt2img", "--no-such-option").returncode == 2
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_runtime_error_exit_1_traceback_only_with_debug(tmp_path):
+    from safetensors.numpy import save_file
+
+    bogus = tmp_path / "bogus.safetensors"
+    save_file({"nothing.weight": np.zeros((2, 2), np.float32)}, str(bogus))
+    res = gouache("txt2img", "-m", bogus, "x", "-o", tmp_path / "o.png")
+    assert res.returncode == 1 and "ModelLoadError" in res.stderr and "Traceback" not in res.stderr
+    assert len(error_lines(res.stderr)) == 1
+    res = gouache("txt2img", "-m", bogus, "x", "-o", tmp_path / "o.png", "--debug")
+    assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+def test_ctrl_c_stops_within_a_second_and_leaves_no_partial_file(models, tmp_path):
+    out = tmp_path / "slow.png"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gouache", "txt2img", *models, "x", "-o", str(out), "-W", "256", "-H", "256",
+         "--steps", "200", "--cfg-scale", "1", "--batch", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    buf = ""
+    while time.time() < deadline and "image 1/3" not in buf:  # sampling has started
+        buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    assert "image 1/3" in buf, buf[-2000:]
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 130
+    assert elapsed < 1.0, elapsed
+    assert list(tmp_path.iterdir()) == []  # nothing partial, no temp files
+
+
+def test_upscale_convert_info(tmp_path, tiny_model):
+    img = tmp_path / "small.png"
+    Image.new("RGB", (16, 8), (10, 200, 30)).save(img)
+    res = gouache("upscale", "-m", forge.esrgan_x4(), img, "-o", tmp_path / "big.png", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["width"] == 64
+    res = gouache("convert", forge.taesd(), tmp_path / "taesd-f16.gguf", "--type", "f16", "--json")
+    assert res.returncode == 0, res.stderr and (tmp_path / "taesd-f16.gguf").stat().st_size > 0
+    res = gouache("info", tiny_model, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["family"] in ("sd1_tiny", "sd1") and data["tensors"] > 100
+    res = gouache("info", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["physical_cores"] >= 1
+
+
+def test_models_lists_comfyui_layout(tmp_path):
+    (tmp_path / "models" / "loras").mkdir(parents=True)
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "models" / "loras" / "style.safetensors").write_bytes(b"x")
+    (tmp_path / "models" / "checkpoints" / "base.gguf").write_bytes(b"x")
+    res = gouache("models", tmp_path, "--json")
+    assert res.returncode == 0, res.stderr
+    kinds = {(e["kind"], e["name"]) for e in json.loads(res.stdout)}
+    assert kinds == {("lora", "style"), ("checkpoint", "base")}
+
+
+def test_pull_offline_fails_clearly(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    res = subprocess.run([sys.executable, "-m", "gouache", "pull", "sd15"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1
+    assert len(error_lines(res.stderr)) == 1 and ("offline" in res.stderr.lower() or "gouache[hub]" in res.stderr)
