@@ -22,3 +22,26 @@ def test_txt2img_example_writes_png_and_refuses_overwrite(tmp_path):
     assert res.returncode != 0 and "exists" in res.stderr
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary files left
+
+
+import pytest
+
+SMALL = ["--size", "64", "--steps", "2"]
+CASES = {
+    "img2img.py": ["--forge", "-", "an oil painting", "{out}/i2i.png", *SMALL],
+    "inpaint.py": ["--forge", "-", "-", "a red door", "{out}/inp.png", *SMALL],
+    "controlnet.py": ["--forge", "-", "-", "a robot", "{out}/cn.png", "--size", "64", "--steps", "1"],
+    "lora.py": ["--forge", "-", "a castle <lora:style:0.8>", "{out}/lora.png", *SMALL],
+    "upscale.py": ["--forge", "-", "{out}/big.png"],
+    "convert.py": ["--forge", "{out}/tiny-q8_0.gguf"],
+    "video.py": ["--forge", "-", "-", "-", "a wave", "{out}/wave.gif", "--size", "16", "--frames", "5", "--steps", "1"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_example_runs_on_forged_models(script, tmp_path):
+    args = [a.replace("{out}", str(tmp_path)) for a in CASES[script]]
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    outputs = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert outputs and all(p.stat().st_size > 0 for p in outputs)

@@ -13,7 +13,8 @@ from PIL import Image
 from gouache import _video
 from gouache._errors import GouacheError, InvalidInputError
 from gouache._image import SDImage
-from gouache._video import MissingDependencyError, load_video_frames, save_video
+from gouache._errors import MissingDependencyError
+from gouache._video import load_video_frames, save_video
 
 FORMATS = (".gif", ".webp", ".mp4")
 
@@ -111,7 +112,7 @@ def test_webp_quality_changes_size(tmp_path):
 
 
 def test_mp4_stream_properties(tmp_path):
-    av = pytest.importorskip("av")  # in the test extra: a skip here means a broken install
+    import av  # in the test extra
     path = save_video(make_frames(10), tmp_path / "p.mp4", fps=16)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -139,7 +140,7 @@ def test_mp4_odd_size_is_padded_by_edge_replication(tmp_path, size):
 
 
 def test_mp4_through_imageio_ffmpeg(tmp_path, monkeypatch):
-    pytest.importorskip("imageio_ffmpeg")  # in the test extra
+    import imageio_ffmpeg  # noqa: F401 - in the test extra
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     path = save_video(make_frames(5, width=31, height=17), tmp_path / "f.mp4", fps=8)
     back = load_video_frames(path)
@@ -305,7 +306,7 @@ def test_pillow_encoder_failure_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_mp4_av_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
-    av = pytest.importorskip("av")
+    import av  # in the test extra
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "av")
     real = av.VideoFrame.from_ndarray
     calls = {"n": 0}
@@ -324,7 +325,7 @@ def test_mp4_av_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_mp4_ffmpeg_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
-    pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg  # noqa: F401 - in the test extra
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     real = _video._even_rgb
     calls = {"n": 0}
@@ -342,7 +343,7 @@ def test_mp4_ffmpeg_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_mp4_ffmpeg_error_exit_is_reported(tmp_path, monkeypatch):
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg  # in the test extra
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     fake = tmp_path / "fake-ffmpeg"
     fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 1\n")

@@ -23,6 +23,7 @@ from ._errors import (
     GouacheError,
     InvalidInputError,
     LibraryNotFoundError,
+    MissingDependencyError,
     ModelLoadError,
 )
 from ._families import Family, ModelInfo, inspect
@@ -82,6 +83,7 @@ __all__ = [
     "LibraryNotFoundError",
     "LogLevel",
     "LoraApplyMode",
+    "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
     "PhotoMakerInput",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import GouacheError, InvalidInputError
-from ._video import MissingDependencyError
+from ._errors import MissingDependencyError
 
 __all__ = [
     "MODEL_EXTENSIONS",

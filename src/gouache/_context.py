@@ -341,6 +341,7 @@ def convert_model(
             tail = list(call.log_tail)
         if not ok or tmp.stat().st_size == 0:
             raise GenerationError(f"conversion of {str(src)!r} to {wtype.engine_name} failed", engine_log=tail)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a converted model is an ordinary file
         os.replace(tmp, out)
     finally:
         if tmp.exists():

@@ -42,3 +42,7 @@ class InvalidInputError(GouacheError, ValueError):
 
 class EngineBusyError(GouacheError, RuntimeError):
     """An engine call was made while it cannot run safely (closing a busy context, re-entrant call)."""
+
+
+class MissingDependencyError(GouacheError, ImportError):
+    """An optional dependency is not installed; the message says what to ``pip install``."""

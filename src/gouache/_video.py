@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import GouacheError, InvalidInputError
+from ._errors import GouacheError, InvalidInputError, MissingDependencyError
 from ._image import SDImage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,10 +36,6 @@ VIDEO_FORMATS: tuple[str, ...] = (".mp4", ".webp", ".gif")
 _INSTALL_HINT = 'install one with: pip install "gouache[video]"'
 _DEFAULT_CRF = 23  # libx264's own default
 _GIF_MAX_FPS = 50  # GIF delays are centiseconds; players slow down delays below 20 ms
-
-
-class MissingDependencyError(GouacheError, ImportError):
-    """An optional dependency is not installed; the message says what to ``pip install``."""
 
 
 # -- public API ---------------------------------------------------------------------------

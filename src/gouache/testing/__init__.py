@@ -7,8 +7,11 @@ applications (and gouache's own tests) can exercise the real engine without real
 from .forge import (
     FORGE_VERSION,
     cache_dir,
+    clip_l,
     controlnet_sd1,
     esrgan_x4,
+    flux,
+    flux_vae,
     gguf,
     lora_sd1,
     lora_sd1_tiny,
@@ -16,14 +19,20 @@ from .forge import (
     sd1_tiny,
     sdxs,
     spec_of,
+    taehv,
     taesd,
+    wan21_t2v,
+    wan21_t2v_gguf,
 )
 
 __all__ = [
     "FORGE_VERSION",
     "cache_dir",
+    "clip_l",
     "controlnet_sd1",
     "esrgan_x4",
+    "flux",
+    "flux_vae",
     "gguf",
     "lora_sd1",
     "lora_sd1_tiny",
@@ -31,5 +40,8 @@ __all__ = [
     "sd1_tiny",
     "sdxs",
     "spec_of",
+    "taehv",
     "taesd",
+    "wan21_t2v",
+    "wan21_t2v_gguf",
 ]
