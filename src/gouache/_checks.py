@@ -5,6 +5,8 @@ Several bad inputs abort or segfault the whole process inside stable-diffusion.c
 :class:`~gouache.InvalidInputError`, naming the bad value and what is allowed:
 
 * ControlNet with a distilled/tiny UNet (tiny SD1/SD2, SDXS, SSD-1B, Vega);
+* ControlNet with an SDXL UNet (the SDXL ControlNet graph overflows the engine's fixed
+  ControlNet graph size and aborts);
 * image encoding (img2img, reference images, video start/end/control frames) on a
   context created with ``vae_decode_only=True``;
 * a NULL or empty upscaler path (also the hires-fix model upscaler);
@@ -51,6 +53,20 @@ def _float_in(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf
 # --------------------------------------------------------------------------- context
 
 
+def _is_sdxl_unet(tensors: dict[str, _modelfile.TensorInfo]) -> bool:
+    """A UNet with a 2048-wide cross-attention context (SDXL and its inpaint/pix2pix variants).
+
+    control.hpp builds an SDXL ControlNet for these, whose compute graph has more nodes than
+    its fixed ``CONTROL_NET_GRAPH_SIZE`` (1536): ``GGML_ASSERT(cgraph->n_nodes < cgraph->size)``
+    aborts the process on the first generation with a control image (engine 0.4.7).
+    """
+    n = _modelfile.strip_prefix(tensors)
+    is_unet = any(k.startswith(("input_blocks.", "down_blocks.", "unet.down_blocks.")) for k in n)
+    return is_unet and any(
+        k.endswith("attn2.to_k.weight") and len(v.shape) == 2 and v.shape[-1] == 2048 for k, v in n.items()
+    )
+
+
 def check_context_params(p: SDContextParams) -> dict[str, Any]:
     """Validate files and the known crash combinations; returns facts about the model."""
     if p.model_path is None and p.diffusion_model_path is None:
@@ -86,8 +102,16 @@ def check_context_params(p: SDContextParams) -> dict[str, Any]:
     if p.control_net_path is not None and facts["distilled_unet"]:
         raise InvalidInputError(
             "ControlNet cannot be used with a distilled/tiny UNet (this model has no middle_block.1:"
-            " tiny SD, SDXS, SSD-1B or Vega); the engine would abort. Use a full SD1.x/SD2.x/SDXL"
+            " tiny SD, SDXS, SSD-1B or Vega); the engine would abort. Use a full SD1.x/SD2.x"
             " model with control_net_path, or drop control_net_path"
+        )
+    if p.control_net_path is not None and tensors and _is_sdxl_unet(tensors):
+        raise InvalidInputError(
+            "ControlNet cannot be used with an SDXL model in this engine version (stable-diffusion.cpp of"
+            " stable-diffusion-cpp-python 0.4.7): the SDXL ControlNet's compute graph exceeds the engine's"
+            " fixed ControlNet graph size (1536 nodes) and the process aborts (GGML_ASSERT) on the first"
+            " generation with a control image. Use an SD1.x/SD2.x model with control_net_path, or drop"
+            " control_net_path"
         )
     if facts["flux"] and not (p.t5xxl_path or p.clip_l_path or p.llm_path or _modelfile.has_text_encoder(tensors)):
         raise InvalidInputError(

@@ -20,7 +20,7 @@ from typing import Any
 from ._errors import InvalidInputError
 
 #: Engines gouache knows, by name -> module that defines ``create_engine``.
-ENGINES = {"sdcpp": "gouache._engines.sdcpp"}
+ENGINES = {"sdcpp": "gouache._engines.sdcpp", "torch": "gouache._engines.torch_engine"}
 
 
 # --------------------------------------------------------------------------- options and inputs
@@ -37,6 +37,11 @@ class EngineOptions:
     ``vae_tiling``: decode/encode the VAE in tiles (bounded memory at large sizes);
     ``mmap``: map model files instead of reading them; ``rng``: noise generator
     ("cuda" matches most web UIs, "cpu" matches ComfyUI, "std_default").
+
+    Read by the torch engine only: ``precision`` ("auto": bf16 on CPUs with AVX512-BF16/AMX,
+    fp16 on CUDA, fp32 otherwise; or "bf16", "fp16", "fp32"), ``channels_last`` (on by
+    default on CPU), ``compile`` (``torch.compile`` the UNet; off by default).  The sdcpp
+    engine's precision is the weight type (``SDModel(weight_type=...)``).
     """
 
     offload_to_cpu: bool = False
@@ -48,6 +53,9 @@ class EngineOptions:
     vae_tiling: bool = False
     mmap: bool = False
     rng: str = "cuda"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +253,22 @@ def load_engine(name: str, files: ModelFiles, *, options: EngineOptions, threads
     module = importlib.import_module(module_name)
     return module.create_engine(files, options=options, threads=threads, weight_type=weight_type,
                                 on_load_progress=on_load_progress)
+
+
+def select_engine(requested: str, family: str, files: ModelFiles) -> tuple[str, str]:
+    """``(engine name, reason)``: "auto" picks torch when it is installed and runs this model
+    family from a single file, else sdcpp; other names are taken as they are."""
+    if requested != "auto":
+        engine_class(requested)  # validates the name
+        return requested, f"engine={requested} requested"
+    from ._engines.torch_engine import explain
+
+    if files.model is None or any(getattr(files, f) is not None for f in ("clip_l", "clip_g", "t5xxl", "photo_maker")):
+        return "sdcpp", "model ships as parts: sdcpp"
+    if str(files.model).lower().endswith(".gguf"):
+        return "sdcpp", "GGUF file: sdcpp"
+    ok, why = explain(family)
+    return ("torch", f"torch: {why}") if ok else ("sdcpp", f"sdcpp: torch unavailable - {why}")
 
 
 def engine_class(name: str) -> type[Engine]:

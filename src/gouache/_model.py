@@ -30,6 +30,7 @@ from ._engine import (
     VideoRequest,
     engine_class,
     load_engine,
+    select_engine,
 )
 from ._errors import InvalidInputError
 from ._image import SDImage
@@ -197,6 +198,8 @@ class SDModel:
     that ship as parts (Flux, SD3, Wan) pass ``diffusion_model=`` plus ``vae=``,
     ``clip_l=``, ``t5xxl=`` ... instead.  ``threads="auto"`` uses the physical cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
+    ``engine``: "auto" (default: torch when installed and the family is supported, else
+    sdcpp; ``engine_reason`` says why), "sdcpp" or "torch".
     ``embeddings`` maps names to textual-inversion files, or is a directory of them.
     The model family is read from the file header and picks the defaults (size, steps,
     CFG, sampler) of every argument left at ``None``.
@@ -220,15 +223,13 @@ class SDModel:
         threads: int | str = "auto",
         weight_type: str | None = None,
         options: EngineOptions = EngineOptions(),
-        engine: str = "sdcpp",
+        engine: str = "auto",
         on_load_progress: Callable[[int, int, float], object] | None = None,
     ) -> None:
         if model is None and diffusion_model is None:
             raise InvalidInputError("SDModel needs model= (a checkpoint file) or diffusion_model=")
         if not isinstance(options, EngineOptions):
             raise InvalidInputError(f"options must be an EngineOptions, got {type(options).__name__}")
-        self.engine_name = engine
-        self._engine_cls = engine_class(engine)
         self.files = ModelFiles(
             model=_path(model, "model file"),
             diffusion_model=_path(diffusion_model, "diffusion model file"),
@@ -253,6 +254,9 @@ class SDModel:
         main_file = self.files.model or self.files.diffusion_model
         self.info = inspect(main_file)
         self.defaults = self.info.defaults
+        engine, self.engine_reason = select_engine(engine, self.info.family.value, self.files)
+        self.engine_name = engine
+        self._engine_cls = engine_class(engine)
         t0 = time.perf_counter()
         self._engine = load_engine(engine, self.files, options=options, threads=self.threads,
                                    weight_type=weight_type, on_load_progress=on_load_progress)

@@ -45,7 +45,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
     g.add_argument("--lora-dir", metavar="DIR", help="where <lora:name:weight> tags and --lora names resolve")
     g.add_argument("--embeddings", metavar="DIR", help="directory of textual-inversion embeddings")
     e = p.add_argument_group("engine")
-    e.add_argument("--engine", default="sdcpp", help="engine: sdcpp (default)")
+    e.add_argument("--engine", default="auto", choices=["auto", "sdcpp", "torch"],
+                   help="auto (default): torch when installed and the model family is supported, else sdcpp")
+    e.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="torch engine: weight precision (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA)")
+    e.add_argument("--compile", action="store_true", help="torch engine: torch.compile the UNet")
     e.add_argument("--threads", default="auto", help="CPU threads ('auto' = physical cores)")
     e.add_argument("--weight-type", metavar="TYPE", help="convert weights while loading: f16, q8_0, q4_0, ...")
     e.add_argument("--rng", default="cuda", choices=["cuda", "cpu", "std_default"], help="noise generator")
@@ -191,6 +195,7 @@ def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
             offload_to_cpu=a.offload_to_cpu, keep_vae_on_cpu=a.keep_vae_on_cpu, keep_clip_on_cpu=a.keep_clip_on_cpu,
             keep_control_net_on_cpu=a.keep_control_net_on_cpu, flash_attention=a.flash_attention,
             direct_conv=a.direct_conv, vae_tiling=a.vae_tiling, mmap=a.mmap, rng=a.rng,
+            precision=a.precision, compile=a.compile,
         ),
     )
 
@@ -332,15 +337,21 @@ class _Progress:
 
 def _precheck(a: argparse.Namespace) -> None:
     """Check what can be checked before the engine process starts (no model load)."""
-    from ._engine import engine_class
+    from ._engine import ModelFiles, engine_class, select_engine
     from ._errors import InvalidInputError
 
-    cls = engine_class(a.engine)
+    engine = a.engine
+    if engine == "auto" and a.model and Path(a.model).is_file():
+        from ._families import inspect
+
+        files = ModelFiles(model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker)
+        engine, _ = select_engine("auto", inspect(a.model).family.value, files)
+    cls = engine_class("sdcpp" if engine == "auto" else engine)
     for name, allowed in (("sampler", cls.samplers()), ("scheduler", cls.schedulers()),
                           ("high_noise_sampler", cls.samplers())):
         value = getattr(a, name, None)
         if value is not None and value.strip().lower() not in allowed:
-            raise InvalidInputError(f"unknown {name} {value!r} for engine {a.engine}; allowed: {', '.join(allowed)}")
+            raise InvalidInputError(f"unknown {name} {value!r} for engine {engine}; allowed: {', '.join(allowed)}")
     for name, lo, hi in (("width", 1, 16384), ("height", 1, 16384), ("steps", 1, 1000), ("batch", 1, 1024)):
         value = getattr(a, name, None)
         if value is not None and not lo <= value <= hi:
@@ -460,11 +471,22 @@ def _run_info(a: argparse.Namespace) -> int:
             "file_kind": info.file_kind, "tensors": info.tensor_count, "parameters": info.parameters,
             "dtypes": info.dtypes, "size_bytes": info.size_bytes,
             "defaults": {k: v for k, v in vars(info.defaults).items()} if hasattr(info.defaults, "__dict__") else str(info.defaults),
-            "engine": "sdcpp",
         }
+        from pathlib import Path as _P
+
+        from ._engine import ModelFiles, select_engine
+
+        files = ModelFiles(model=_P(a.model))
+        data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, files)
     else:
         v = version()
-        data = {"gouache": __version__, "engine": "sdcpp", "stable_diffusion_cpp": v,
+        from ._engines.torch_engine import available, choose_precision
+
+        torch_line = "not installed (pip install \"gouache[torch]\")"
+        if available():
+            device, dtype, why = choose_precision("auto")
+            torch_line = f"{device}, {dtype} ({why})"
+        data = {"gouache": __version__, "engines": "sdcpp, torch", "torch_engine": torch_line, "stable_diffusion_cpp": v,
                 "library": _native.lib()._gouache_path, "physical_cores": physical_cores(),
                 "system_info": " ".join(system_info().split())}
     _emit(a, data)

@@ -1,0 +1,215 @@
+"""Tensor-name conversion for model files the engine cannot load in their published layout.
+
+:func:`controlnet_diffusers_to_ldm` turns a diffusers ``ControlNetModel`` safetensors file
+(``controlnet_cond_embedding.*``, ``down_blocks.*``, ``controlnet_down_blocks.*``,
+``mid_block.*``, ``controlnet_mid_block.*``) into the ``control_model.*`` (ldm/cldm) layout that
+stable-diffusion.cpp's ControlNet loader reads.  The engine (0.4.7) does not accept diffusers
+ControlNet names: its name conversion only strips ``control_model.``; diffusers UNet names are
+converted for the base model (``unet.``/``model.diffusion_model.`` prefixes) but never for a
+ControlNet file.
+
+The engine also always builds a ControlNet's SpatialTransformer projections as 1x1 convs
+(control.hpp never enables ``use_linear_projection``), while SDXL and SD2 ControlNets store
+them as Linear weights ``[C, C]``; the converter reshapes those to ``[C, C, 1, 1]`` (same
+bytes: a 1x1 conv on the feature map is the same map as the per-pixel linear layer).
+
+The conversion only rewrites the header: the tensor data are copied byte for byte in chunks,
+so memory stays small and dtypes (F32, F16, BF16) are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+__all__ = ["controlnet_diffusers_to_ldm", "controlnet_name_to_ldm"]
+
+_PREFIX = "control_model."
+_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+_FIXED = {
+    "conv_in": "input_blocks.0.0",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    "controlnet_cond_embedding.conv_in": "input_hint_block.0",
+    "controlnet_cond_embedding.conv_out": "input_hint_block.14",
+    "controlnet_mid_block": "middle_block_out.0",
+}
+#: Transformer blocks per SpatialTransformer of the SDXL ControlNet the engine builds (control.hpp).
+_SDXL_DEPTHS = {"input_blocks.4.1": 2, "input_blocks.5.1": 2, "input_blocks.7.1": 10, "input_blocks.8.1": 10,
+                "middle_block.1": 10}
+
+_PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _split_param(name: str) -> Tuple[str, str]:
+    module, _, param = name.rpartition(".")
+    return module, param
+
+
+def controlnet_name_to_ldm(name: str, layers_per_block: int = 2) -> Optional[str]:
+    """The ``control_model.*`` name of one diffusers ControlNet tensor name, or ``None`` if it has
+    no counterpart in the engine's ControlNet (e.g. ControlNet-Union's extra modules)."""
+    module, param = _split_param(name)
+    if module in _FIXED:
+        return f"{_PREFIX}{_FIXED[module]}.{param}"
+    m = re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)", module)
+    if m:
+        return f"{_PREFIX}input_hint_block.{2 * (int(m.group(1)) + 1)}.{param}"
+    m = re.fullmatch(r"controlnet_down_blocks\.(\d+)", module)
+    if m:
+        return f"{_PREFIX}zero_convs.{m.group(1)}.0.{param}"
+    stride = layers_per_block + 1
+    m = re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)", module)
+    if m and m.group(3) in _RESNET:
+        idx = stride * int(m.group(1)) + int(m.group(2)) + 1
+        return f"{_PREFIX}input_blocks.{idx}.0.{_RESNET[m.group(3)]}.{param}"
+    m = re.fullmatch(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", module)
+    if m:
+        idx = stride * int(m.group(1)) + int(m.group(2)) + 1
+        return f"{_PREFIX}input_blocks.{idx}.1.{m.group(3)}.{param}"
+    m = re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv", module)
+    if m:
+        return f"{_PREFIX}input_blocks.{stride * (int(m.group(1)) + 1)}.0.op.{param}"
+    m = re.fullmatch(r"mid_block\.resnets\.(\d+)\.(\w+)", module)
+    if m and m.group(2) in _RESNET:
+        return f"{_PREFIX}middle_block.{2 * int(m.group(1))}.{_RESNET[m.group(2)]}.{param}"
+    m = re.fullmatch(r"mid_block\.attentions\.0\.(.+)", module)
+    if m:
+        return f"{_PREFIX}middle_block.1.{m.group(1)}.{param}"
+    return None
+
+
+def _read_header(path: Path) -> Tuple[dict, int]:
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{str(path)!r} is not a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > 100 * 1024 * 1024:
+            raise ValueError(f"{str(path)!r} is not a safetensors file (header size {n})")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{str(path)!r} is not a safetensors file: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{str(path)!r} is not a safetensors file")
+    return header, 8 + n
+
+
+def _layout_of(names: List[str]) -> str:
+    if any(n.startswith(_PREFIX) or n.startswith(("input_hint_block.", "zero_convs.")) for n in names):
+        return "ldm"
+    if any(n.startswith(("controlnet_cond_embedding.", "controlnet_down_blocks.")) for n in names):
+        return "diffusers"
+    raise ValueError("not a ControlNet: found neither diffusers (controlnet_cond_embedding.*) nor"
+                     " ldm (control_model.* / input_hint_block.*) ControlNet tensors")
+
+
+def _check_sdxl_depth(tensors: Dict[str, dict]) -> None:
+    """An SDXL ControlNet must have the full SDXL encoder: the engine builds exactly that."""
+    to_k = [v["shape"] for k, v in tensors.items() if k.endswith("attn2.to_k.weight")]
+    if not to_k or to_k[0][-1] != 2048:
+        return
+    found: Dict[str, int] = {}
+    for k in tensors:
+        m = re.match(r"control_model\.((?:input_blocks\.\d+|middle_block)\.1)\.transformer_blocks\.(\d+)\.", k)
+        if m:
+            found[m.group(1)] = max(found.get(m.group(1), 0), int(m.group(2)) + 1)
+    if found != _SDXL_DEPTHS:
+        raise ValueError(
+            "unsupported SDXL ControlNet architecture: transformer blocks per attention layer"
+            f" {dict(sorted(found.items()))}; the engine builds only the full SDXL ControlNet"
+            f" {dict(sorted(_SDXL_DEPTHS.items()))} (\"small\"/\"mid\" distilled SDXL ControlNets cannot be loaded)"
+        )
+
+
+def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Path:
+    """Write ``dst_path``: the ControlNet ``src_path`` (diffusers layout, safetensors) in the
+    ``control_model.*`` layout the engine loads; returns ``dst_path``.
+
+    * diffusers names map to cldm names (``controlnet_cond_embedding.conv_in`` ->
+      ``input_hint_block.0``, ``controlnet_down_blocks.N`` -> ``zero_convs.N.0``,
+      ``down_blocks.I.resnets.J`` -> ``input_blocks.{3I+J+1}.0`` with ResBlock names,
+      ``mid_block.*`` -> ``middle_block.*``, ``controlnet_mid_block`` -> ``middle_block_out.0``, ...);
+    * Linear ``proj_in``/``proj_out`` weights ``[C, C]`` become ``[C, C, 1, 1]`` (the engine's
+      ControlNet only has 1x1 convs there);
+    * a file already in the ldm layout is passed through with only that reshape (and a
+      ``control_model.`` prefix where missing);
+    * tensors the engine's ControlNet has no place for (ControlNet-Union/ProMax extras, ...) and
+      SDXL ControlNets other than the full architecture raise ``ValueError``.
+
+    Data are copied unchanged (same dtype and bytes); the source is never modified.
+    """
+    src, dst = Path(src_path), Path(dst_path)
+    if src.resolve() == dst.resolve():
+        raise ValueError("dst_path must differ from src_path")
+    header, data_start = _read_header(src)
+    metadata = {k: v for k, v in (header.pop("__metadata__", None) or {}).items() if not k.startswith("gouache.forge")}
+    names = list(header)
+    layout = _layout_of(names)
+
+    if layout == "diffusers":
+        resnets = {int(m.group(1)) for n in names if (m := re.match(r"down_blocks\.0\.resnets\.(\d+)\.", n))}
+        layers_per_block = len(resnets) or 2
+        renamed = {n: controlnet_name_to_ldm(n, layers_per_block) for n in names}
+    else:
+        renamed = {n: n if n.startswith(_PREFIX) else _PREFIX + n for n in names}
+    unknown = sorted(n for n, new in renamed.items() if new is None)
+    if unknown:
+        more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
+        raise ValueError(f"tensors with no place in the engine's ControlNet: {', '.join(unknown[:8])}{more}")
+
+    out: Dict[str, dict] = {}
+    for old, new in renamed.items():
+        info = dict(header[old])
+        shape = list(info["shape"])
+        module, param = _split_param(new)
+        if param == "weight" and module.endswith((".proj_in", ".proj_out")) and len(shape) == 2:
+            info["shape"] = shape + [1, 1]
+        if new in out:
+            raise ValueError(f"two tensors map to {new!r}")
+        out[new] = info
+    _check_sdxl_depth(out)
+
+    metadata["gouache.convert"] = f"controlnet_diffusers_to_ldm from {layout}"
+    new_header = {"__metadata__": metadata, **out}
+    header_bytes = json.dumps(new_header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            s.seek(data_start)
+            while True:
+                chunk = s.read(1 << 24)
+                if not chunk:
+                    break
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dst

@@ -1,0 +1,467 @@
+"""gouache.enhance.depth: ONNX depth estimation, confidence, multi-view scale/shift alignment.
+
+The scenes are ray cast in numpy (spheres and a box in an off-centre room, pinhole
+cameras with known poses), so ground-truth depth is exact; the ONNX models are tiny
+graphs built here with the ``onnx`` package whose output is a known function of the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gouache import InvalidInputError, MissingDependencyError
+from gouache.enhance import (
+    DepthEstimator,
+    align_depth_scales,
+    estimate_depth,
+    estimate_depth_confidence,
+    normalize_inverse_depth,
+)
+from gouache.enhance.depth import FAMILIES, detect_family
+
+# --------------------------------------------------------------------------- synthetic scenes
+
+SPHERES = [((0.3, 0.0, -0.2), 1.0), ((1.6, -0.4, 0.8), 0.5)]
+BOXES = [((-1.9, -1.0, -0.6), (-1.1, 0.2, 0.4))]
+ROOM = ((-7.0, -1.0, -6.0), (9.0, 6.0, 10.0))  # off-centre: the background changes with the view
+W = H = 96
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """4x4 camera-to-world pose, OpenCV axes (x right, y down, z forward)."""
+    eye = np.asarray(eye, float)
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
+    return pose
+
+
+def intrinsics(w: int, h: int, f: float) -> np.ndarray:
+    return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
+
+
+def _slabs(o, d, lo, hi):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
+    return np.nanmax(np.minimum(t1, t2), axis=1), np.nanmin(np.maximum(t1, t2), axis=1)
+
+
+def render_depth(pose: np.ndarray, K: np.ndarray, w: int = W, h: int = H, objects: bool = True) -> np.ndarray:
+    """Ground-truth z-depth of the scene seen by ``pose`` / ``K``."""
+    v, u = np.mgrid[0:h, 0:w].astype(float)
+    rays = np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
+    d = (pose[:3, :3] @ rays).T  # camera z = 1, so the ray parameter t is the z-depth
+    o = pose[:3, 3]
+    best = _slabs(o, d, *ROOM)[1]
+    for c, r in SPHERES if objects else []:
+        oc = o - np.asarray(c)
+        b, cc = d @ oc, oc @ oc - r * r
+        a = (d * d).sum(axis=1)
+        disc = b * b - a * cc
+        t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf)
+        best = np.minimum(best, np.where(t > 1e-6, t, np.inf))
+    for lo, hi in BOXES if objects else []:
+        near, far = _slabs(o, d, lo, hi)
+        best = np.minimum(best, np.where((near <= far) & (near > 1e-6), near, np.inf))
+    return best.reshape(h, w)
+
+
+def orbit(angles_deg, radius=5.0, height=1.2, wobble=True):
+    """Cameras around the objects, looking at the origin; ``wobble`` varies radius and height
+    per view so that no surface (floor, ceiling) looks the same at equal pixels in two views."""
+    poses = []
+    for k, a in enumerate(angles_deg):
+        r = radius + (0.4 * np.sin(1.7 * k) if wobble else 0.0)
+        y = height + (0.3 * np.cos(2.3 * k) if wobble else 0.0)
+        poses.append(look_at((r * np.sin(np.radians(a)), y, r * np.cos(np.radians(a)))))
+    return poses
+
+
+def corrupt(inv: np.ndarray, a: float, b: float, rng, outliers: float = 0.03):
+    """An affine-invariant 'estimate' m with a*m + b = inv, plus random outlier pixels."""
+    m = (inv - b) / a
+    bad = rng.random(m.shape) < outliers
+    m[bad] = rng.uniform(m.min(), m.max(), int(bad.sum()))
+    return m, ~bad
+
+
+def rel_err(got, want):
+    return abs(got - want) / abs(want)
+
+
+@pytest.fixture(scope="module")
+def orbit_scene():
+    """Five views orbiting the objects (0..80 degrees); view 0 is exact, the others corrupted."""
+    rng = np.random.default_rng(7)
+    K = intrinsics(W, H, 90.0)
+    poses = orbit([0, 20, 40, 60, 80])
+    depth = [render_depth(p, K) for p in poses]
+    inv = [1.0 / d for d in depth]
+    truth = [(1.0, 0.0)] + [(rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)) for _ in poses[1:]]
+    maps, clean = [inv[0]], [np.ones(inv[0].shape, bool)]
+    for (a, b), t in zip(truth[1:], inv[1:]):
+        m, ok = corrupt(t, a, b, rng)
+        maps.append(m)
+        clean.append(ok)
+    return dict(K=K, poses=poses, depth=depth, inv=inv, truth=truth, maps=maps, clean=clean)
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+@pytest.mark.parametrize("loss", ["tukey", "huber"])
+def test_equal_pixel_alignment_recovers_scale_and_shift_despite_outliers(loss):
+    rng = np.random.default_rng(3)
+    inv = 1.0 / render_depth(look_at((0.0, 1.2, 5.0)), intrinsics(W, H, 90.0))
+    truth = [(1.0, 0.0), (0.37, 0.21), (2.5, -0.04), (1.3, 0.11)]
+    maps = [inv] + [corrupt(inv, a, b, rng, outliers=0.05)[0] for a, b in truth[1:]]
+    aligned, params = align_depth_scales(maps, loss=loss)
+    for (a, b), (fa, fb) in zip(truth, params):
+        assert rel_err(fa, a) < 0.01 and abs(fb - b) < 0.01 * abs(a) + 1e-9, (a, b, fa, fb)
+    assert all(x.dtype == np.float32 and x.shape == inv.shape for x in aligned)
+    assert np.allclose(aligned[0], inv, rtol=1e-6)
+
+
+def test_pose_aware_alignment_recovers_rotated_views_and_beats_equal_pixels(orbit_scene):
+    s = orbit_scene
+    eq_aligned, eq_params = align_depth_scales(s["maps"])
+    po_aligned, po_params = align_depth_scales(s["maps"], poses=s["poses"], intrinsics=s["K"])
+    eq_errs, po_errs = [], []
+    for i in range(1, len(s["maps"])):
+        a, b = s["truth"][i]
+        assert rel_err(po_params[i][0], a) < 0.01 and rel_err(po_params[i][1], b) < 0.01, (i, s["truth"][i], po_params[i])
+        ok = s["clean"][i]
+        eq_errs.append(np.median(np.abs(eq_aligned[i][ok] - s["inv"][i][ok]) / s["inv"][i][ok]))
+        po_errs.append(np.median(np.abs(po_aligned[i][ok] - s["inv"][i][ok]) / s["inv"][i][ok]))
+    assert max(po_errs) < 0.002, po_errs
+    assert np.mean(po_errs) < 0.2 * np.mean(eq_errs), (po_errs, eq_errs)
+    assert po_errs[-1] < eq_errs[-1]  # the most rotated view especially
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_turntable_all_around_is_aligned_through_neighbours(noise):
+    """Eight views over 360 degrees: the opposite views share little with view 0 (occlusions
+    are a majority there), so they are reached through their neighbours."""
+    rng = np.random.default_rng(1)
+    K = intrinsics(W, H, 90.0)
+    poses = orbit(range(0, 360, 45))
+    inv = [1.0 / render_depth(p, K) for p in poses]
+    truth = [(1.0, 0.0)] + [(rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)) for _ in poses[1:]]
+    maps = [inv[0]] + [corrupt(t * (1 + noise * rng.standard_normal(t.shape)), a, b, rng)[0]
+                       for (a, b), t in zip(truth[1:], inv[1:])]
+    _, params = align_depth_scales(maps, poses=poses, intrinsics=K)
+    _, params_eq = align_depth_scales(maps)
+    tol = 0.01 if noise == 0 else 0.02
+    errs = [max(rel_err(fa, a), rel_err(fb, b)) for (a, b), (fa, fb) in zip(truth[1:], params[1:])]
+    errs_eq = [max(rel_err(fa, a), rel_err(fb, b)) for (a, b), (fa, fb) in zip(truth[1:], params_eq[1:])]
+    assert max(errs) < tol, errs
+    assert np.mean(errs_eq) > 5 * np.mean(errs) + 0.05, errs_eq
+
+
+def test_views_of_different_sizes_and_intrinsics():
+    """Non-square, large (searched on a subsampled grid) and small views with their own K."""
+    rng = np.random.default_rng(2)
+    sizes = [(400, 300, 380.0), (160, 120, 140.0), (90, 150, 100.0)]
+    poses = orbit([0, 30, -35])
+    Ks = [intrinsics(w, h, f) for w, h, f in sizes]
+    inv = [1.0 / render_depth(p, K, w, h) for p, K, (w, h, _) in zip(poses, Ks, sizes)]
+    truth = [(1.0, 0.0), (0.7, 0.12), (1.8, 0.05)]
+    maps = [inv[0]] + [corrupt(t, a, b, rng)[0] for (a, b), t in zip(truth[1:], inv[1:])]
+    aligned, params = align_depth_scales(maps, poses=poses, intrinsics=Ks)
+    assert [m.shape for m in aligned] == [(300, 400), (120, 160), (150, 90)]
+    for (a, b), (fa, fb) in zip(truth, params):
+        assert rel_err(fa, a) < 0.01 and abs(fb - b) < 0.01 * max(b, 0.01), (a, b, fa, fb)
+
+
+def test_metric_depth_anchors_every_view(orbit_scene):
+    s = orbit_scene
+    rng = np.random.default_rng(11)
+    maps, truth = [], []
+    for t in s["inv"]:  # now even view 0 is only known up to scale and shift
+        a, b = rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)
+        maps.append(corrupt(t, a, b, rng, outliers=0.02)[0])
+        truth.append((a, b))
+    depth2 = s["depth"][2].copy()
+    depth2[:5] = np.inf  # non-finite rendered pixels are ignored
+    aligned, params = align_depth_scales(maps, poses=s["poses"], intrinsics=s["K"], metric_depth={2: depth2})
+    for (a, b), (fa, fb) in zip(truth, params):
+        assert rel_err(fa, a) < 0.01 and rel_err(fb, b) < 0.01, (a, b, fa, fb)
+    # without poses, the metric view is fitted on its own pixels and the others to it
+    _, params_eq = align_depth_scales(maps, metric_depth=[None, None, s["depth"][2], None, None], reference=2)
+    assert rel_err(params_eq[2][0], truth[2][0]) < 0.01
+
+
+def test_opengl_poses_give_the_same_alignment(orbit_scene):
+    s = orbit_scene
+    gl = [p @ np.diag([1.0, -1.0, -1.0, 1.0]) for p in s["poses"]]
+    _, cv = align_depth_scales(s["maps"], poses=s["poses"], intrinsics=s["K"])
+    _, ogl = align_depth_scales(s["maps"], poses=gl, intrinsics=[s["K"]] * len(gl), convention="opengl")
+    assert np.allclose(cv, ogl, rtol=1e-9)
+
+
+def test_masks_exclude_garbage_regions():
+    rng = np.random.default_rng(5)
+    inv = 1.0 / render_depth(look_at((0.0, 1.2, 5.0)), intrinsics(W, H, 90.0))
+    m, _ = corrupt(inv, 0.8, 0.1, rng, outliers=0.0)
+    m[:, : W // 2] = rng.uniform(0, 5, (H, W // 2))  # half the map is garbage
+    mask = np.ones(inv.shape, bool)
+    mask[:, : W // 2] = False
+    _, params = align_depth_scales([inv, m], masks=[None, mask])
+    assert rel_err(params[1][0], 0.8) < 0.01 and rel_err(params[1][1], 0.1) < 0.01
+
+
+def test_alignment_rejects_bad_inputs(orbit_scene):
+    s = orbit_scene
+    maps = s["maps"][:2]
+    bad = maps[1].copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(InvalidInputError, match=r"depth_maps\[1\].*NaN"):
+        align_depth_scales([maps[0], bad])
+    with pytest.raises(InvalidInputError, match="intrinsics"):
+        align_depth_scales(maps, poses=s["poses"][:2])
+    with pytest.raises(InvalidInputError, match="reference"):
+        align_depth_scales(maps, reference=2)
+    with pytest.raises(InvalidInputError, match="poses must be 2"):
+        align_depth_scales(maps, poses=s["poses"][:3], intrinsics=s["K"])
+    with pytest.raises(InvalidInputError, match="equal pixels"):
+        align_depth_scales([maps[0], maps[1][:50]])
+    with pytest.raises(InvalidInputError, match="loss"):
+        align_depth_scales(maps, loss="l2")
+    with pytest.raises(InvalidInputError, match="convention"):
+        align_depth_scales(maps, poses=s["poses"][:2], intrinsics=s["K"], convention="unity")
+
+
+# --------------------------------------------------------------------------- confidence
+
+
+def test_confidence_low_on_silhouettes_high_inside_objects():
+    pose, K = look_at((0.0, 0.0, 5.0)), intrinsics(W, H, 90.0)
+    depth = render_depth(pose, K)
+    conf = estimate_depth_confidence(depth)
+    assert conf.dtype == np.float32 and conf.shape == depth.shape
+    assert 0.0 <= conf.min() and conf.max() <= 1.0
+    # the big sphere: centred, radius ~ f * r / sqrt(D^2 - r^2) pixels
+    v, u = np.mgrid[0:H, 0:W]
+    radius = 90.0 * 1.0 / np.sqrt(25.0 - 1.0)
+    dist = np.hypot(u - (W - 1) / 2, v - (H - 1) / 2)
+    inside = dist < 0.6 * radius
+    jump = np.zeros(depth.shape, bool)  # pixels next to a depth step of > 1 unit
+    jump[:, 1:] |= np.abs(np.diff(depth, axis=1)) > 1.0
+    jump[:, :-1] |= np.abs(np.diff(depth, axis=1)) > 1.0
+    assert conf[inside].min() > 0.9
+    assert conf[jump].max() < 0.1
+    # the same on inverse depth, and on any affine change of it
+    inv_conf = estimate_depth_confidence(1.0 / depth)
+    assert inv_conf[inside].min() > 0.9 and np.median(inv_conf[jump]) < 0.2
+    assert np.allclose(estimate_depth_confidence(3.0 * depth + 7.0), conf, atol=1e-5)
+
+
+def test_confidence_is_defined_for_constant_and_tiny_maps():
+    assert np.all(estimate_depth_confidence(np.full((8, 9), 4.2)) == 1.0)
+    assert np.all(estimate_depth_confidence(np.zeros((1, 1))) == 1.0)
+    spike = np.zeros((16, 16))
+    spike[5, 5] = 10.0
+    conf = estimate_depth_confidence(spike)
+    assert np.all(np.isfinite(conf)) and conf[5, 5] < 0.1 and conf[12, 12] == 1.0
+
+
+def test_confidence_rgb_term_lowers_only_at_colour_edges():
+    depth = np.tile(np.linspace(1.0, 2.0, 32), (32, 1))  # smooth ramp: all confident
+    rgb = np.zeros((32, 32, 3), np.float32)
+    rgb[:, 16:] = 1.0
+    plain = estimate_depth_confidence(depth)
+    with_rgb = estimate_depth_confidence(depth, rgb)
+    assert plain.min() > 0.9
+    assert with_rgb[:, 15:17].max() < 0.6 and np.allclose(with_rgb[:, :14], plain[:, :14])
+    with pytest.raises(InvalidInputError, match="rgb is 8x8"):
+        estimate_depth_confidence(depth, np.zeros((8, 8, 3), np.float32))
+
+
+def test_normalize_inverse_depth_is_robust():
+    x = np.linspace(0.0, 1.0, 1000)
+    x[0], x[-1] = -1e6, 1e6  # outliers do not squash the range
+    out = normalize_inverse_depth(x)
+    assert out.min() == 0.0 and out.max() == 1.0 and 0.45 < out[500] < 0.55
+    assert np.all(normalize_inverse_depth(np.full((4, 4), 3.0)) == 0.0)
+    assert np.all(normalize_inverse_depth(np.array([np.nan, np.inf, 1.0, 2.0])) >= 0.0)
+    with pytest.raises(InvalidInputError, match="percentiles"):
+        normalize_inverse_depth(x, percentiles=(50, 10))
+
+
+# --------------------------------------------------------------------------- ONNX estimation
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _save(path, nodes, in_shape, out_shape, inits=()):
+    graph = helper.make_graph(
+        nodes, "tiny_depth",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, out_shape)],
+        list(inits),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def channel_model(path, size, channel=0, dims=None, scale=None):
+    """Output = the normalized input's ``channel`` (N x H x W), optionally resized by ``scale``."""
+    h, w = dims or (size, size)
+    idx = numpy_helper.from_array(np.array(channel, dtype=np.int64), "idx")
+    nodes = [helper.make_node("Gather", ["image", "idx"], ["g" if scale else "depth"], axis=1)]
+    inits = [idx]
+    out_shape = [1, h, w]
+    if scale:
+        inits.append(numpy_helper.from_array(np.array([1.0, scale, scale], np.float32), "scales"))
+        nodes.append(helper.make_node("Resize", ["g", "", "scales"], ["depth"], mode="linear"))
+        out_shape = [1, int(h * scale), int(w * scale)] if isinstance(h, int) else [1, "oh", "ow"]
+    return _save(path, nodes, [1, 3, h, w], out_shape, inits)
+
+
+def mean_model(path, size):
+    """Output = mean over channels of the normalized input, via ReduceMean (N x H x W)."""
+    node = helper.make_node("ReduceMean", ["image"], ["depth"], axes=[1], keepdims=0)
+    return _save(path, [node], [1, 3, size, size], [1, size, size])
+
+
+def conv_model(path, size, weights):
+    """Output = 1x1 convolution of the normalized input (N x 1 x H x W)."""
+    w = numpy_helper.from_array(np.asarray(weights, np.float32).reshape(1, 3, 1, 1), "w")
+    node = helper.make_node("Conv", ["image", "w"], ["depth"])
+    return _save(path, [node], [1, 3, size, size], [1, 1, size, size], [w])
+
+
+def _ramp_image(w=70, h=50):
+    img = np.zeros((h, w, 3), np.float32)
+    img[:, :, 0] = np.linspace(0.0, 1.0, w)[None, :]
+    img[:, :, 1] = 0.3
+    return img
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_detected_and_normalized(tmp_path, family):
+    fam = FAMILIES[family]
+    est = DepthEstimator(channel_model(tmp_path / "model.onnx", fam.size))
+    assert est.family == family and est.input_size == (fam.size, fam.size)
+    color = (0.2, 0.5, 0.8)
+    raw = est.raw(np.broadcast_to(np.asarray(color, np.float32), (40, 60, 3)))
+    assert raw.shape == (fam.size, fam.size)
+    assert np.allclose(raw, (color[0] - fam.mean[0]) / fam.std[0], atol=1e-4)
+    mean = DepthEstimator(mean_model(tmp_path / "mean.onnx", fam.size)).raw(
+        np.broadcast_to(np.asarray(color, np.float32), (40, 60, 3)))
+    want = np.mean([(c - m) / s for c, m, s in zip(color, fam.mean, fam.std)])
+    assert np.allclose(mean, want, atol=1e-4)
+
+
+def test_output_is_image_sized_unit_range_and_near_is_one(tmp_path):
+    # raw output = normalized red channel: the redder (right) side is "nearer" (larger inverse depth)
+    path = conv_model(tmp_path / "depth_anything_vits.onnx", 518, [1.0, 0.0, 0.0])
+    img = _ramp_image()
+    out = estimate_depth(img, path)
+    assert out.shape == (50, 70) and out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert np.all(np.diff(out, axis=1) >= -1e-6)
+    assert out[:, -1].min() > 0.99 and out[:, 0].max() < 0.01
+    assert np.allclose(out, out[:1], atol=1e-5)  # rows agree: no vertical artefact
+
+
+def test_low_resolution_output_is_resized_back(tmp_path):
+    est = DepthEstimator(channel_model(tmp_path / "dpt_small_out.onnx", 384, scale=0.5))
+    assert est.raw(_ramp_image()).shape == (192, 192)
+    out = est(_ramp_image(w=33, h=21))
+    assert out.shape == (21, 33) and np.all(np.diff(out, axis=1) >= -1e-6)
+
+
+def test_constant_output_gives_zeros(tmp_path):
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    idx = numpy_helper.from_array(np.array(0, np.int64), "idx")
+    nodes = [helper.make_node("Gather", ["image", "idx"], ["g"], axis=1),
+             helper.make_node("Mul", ["g", "zero"], ["depth"])]
+    path = _save(tmp_path / "flat.onnx", nodes, [1, 3, 256, 256], [1, 256, 256], [idx, zero])
+    out = estimate_depth(_ramp_image(), path)
+    assert np.all(out == 0.0)
+
+
+def test_dynamic_models_need_a_name_or_family(tmp_path):
+    dims = ("height", "width")
+    est = DepthEstimator(channel_model(tmp_path / "midas_v21_small.onnx", 0, dims=dims))
+    assert est.family == "midas_small" and est.input_size == (256, 256)
+    anonymous = channel_model(tmp_path / "model.onnx", 0, dims=dims)
+    with pytest.raises(InvalidInputError, match="family="):
+        DepthEstimator(anonymous).family
+    est = DepthEstimator(anonymous, family="depth_anything")
+    assert est.input_size == (518, 518) and est(_ramp_image()).shape == (50, 70)
+
+
+def test_explicit_family_overrides_detection(tmp_path):
+    est = DepthEstimator(channel_model(tmp_path / "m.onnx", 384), family="midas_small")
+    assert est.family == "midas_small" and est.input_size == (384, 384)  # the model's size still rules
+    raw = est.raw(np.full((8, 8, 3), 0.6, np.float32))
+    assert np.allclose(raw, (0.6 - 0.485) / 0.229, atol=1e-4)
+
+
+def test_detect_family_rules():
+    assert detect_family("depth_anything_v2_vits.onnx", [1, 3, "h", "w"]) == "depth_anything"
+    assert detect_family("Depth-Anything-Large.onnx", [1, 3, 518, 518]) == "depth_anything"
+    assert detect_family("midas_v21_small_256.onnx", [1, 3, 256, 256]) == "midas_small"
+    assert detect_family("dpt_hybrid_384.onnx", [1, 3, 384, 384]) == "dpt"
+    assert detect_family("dpt_beit_large_512.onnx", [1, 3, 512, 512]) == "dpt"
+    assert detect_family("model.onnx", [1, 3, 256, 256]) == "midas_small"
+    assert detect_family("model.onnx", [1, 3, 384, 384]) == "dpt"
+    assert detect_family("model.onnx", [1, 3, 364, 644]) == "depth_anything"
+    assert detect_family("model.onnx", [1, 3, 500, 500]) is None
+    assert detect_family("model.onnx", ["n", 3, "h", "w"]) is None
+
+
+def test_channels_last_models(tmp_path):
+    idx = numpy_helper.from_array(np.array(0, np.int64), "idx")
+    node = helper.make_node("Gather", ["image", "idx"], ["depth"], axis=3)
+    path = _save(tmp_path / "nhwc.onnx", [node], [1, 256, 256, 3], [1, 256, 256], [idx])
+    est = DepthEstimator(path)
+    assert est.channels_last and est.family == "midas_small"
+    assert np.allclose(est.raw(np.full((8, 8, 3), 0.6, np.float32)), (0.6 - 0.485) / 0.229, atol=1e-4)
+
+
+def test_estimator_reuses_its_session(tmp_path):
+    est = DepthEstimator(channel_model(tmp_path / "m.onnx", 256))
+    first = est.session
+    estimate_depth(_ramp_image(), est)
+    est(_ramp_image())
+    assert est.session is first
+    with pytest.raises(InvalidInputError, match="belong to the DepthEstimator"):
+        estimate_depth(_ramp_image(), est, family="dpt")
+
+
+def test_model_lookup_and_errors(tmp_path, monkeypatch):
+    channel_model(tmp_path / "dpt.onnx", 384)
+    monkeypatch.setenv("GOUACHE_DEPTH_MODELS", str(tmp_path))
+    assert DepthEstimator("dpt").path == tmp_path / "dpt.onnx"
+    with pytest.raises(InvalidInputError, match="midas_small.onnx"):
+        DepthEstimator("midas_small")
+    with pytest.raises(InvalidInputError, match="not found"):
+        DepthEstimator(tmp_path / "nope.onnx")
+    with pytest.raises(InvalidInputError, match="family must be one of"):
+        DepthEstimator(tmp_path / "dpt.onnx", family="zoe")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(InvalidInputError, match="cannot load"):
+        DepthEstimator(tmp_path / "junk.onnx").session
+    with pytest.raises(InvalidInputError, match="not available"):
+        DepthEstimator(tmp_path / "dpt.onnx", providers=["NoSuchExecutionProvider"]).session
+
+
+def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    path = channel_model(tmp_path / "m.onnx", 256)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError, match=r'gouache\[enhance\]'):
+        estimate_depth(_ramp_image(), path)

@@ -1,0 +1,152 @@
+"""The torch engine (PyTorch + diffusers) behind the same API, on the forged SD1.x checkpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gouache as g
+from gouache.testing import forge
+
+KW = dict(width=64, height=64, steps=2, cfg_scale=7.0)
+
+
+def px(im: Image.Image) -> np.ndarray:
+    return np.asarray(im).astype(np.int16)
+
+
+def diff(a, b) -> float:
+    return float(np.abs(px(a) - px(b)).mean())
+
+
+@pytest.fixture(scope="module")
+def torch_model(full_model):
+    with g.SDModel(full_model, engine="torch", control_net=forge.controlnet_sd1()) as m:
+        yield m
+
+
+def test_engine_and_precision_are_chosen(torch_model):
+    from gouache._engines.torch_engine import cpu_has_bf16
+
+    assert torch_model.engine_name == "torch"
+    eng = torch_model._engine
+    assert eng.dtype_name == ("bf16" if cpu_has_bf16() else "fp32")
+    import torch
+
+    assert eng.base.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_determinism_and_seeds(torch_model):
+    a = torch_model.generate("a cube", seed=3, **KW)
+    b = torch_model.generate("a cube", seed=3, **KW)
+    c = torch_model.generate("a cube", seed=4, **KW)
+    assert a.images[0].size == (64, 64)
+    assert diff(a.images[0], b.images[0]) == 0
+    assert diff(a.images[0], c.images[0]) > 1
+
+
+def test_batch_matches_single_seeds(torch_model):
+    batch = torch_model.generate("a cube", seed=10, batch=2, **KW)
+    single = torch_model.generate("a cube", seed=11, **KW)
+    assert batch.seeds == [10, 11]
+    assert diff(batch.images[1], single.images[0]) < 1.0  # same noise; batched math may differ in the last bit
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm", "ddim_trailing", "tcd"])
+def test_every_supported_sampler_runs(torch_model, sampler):
+    res = torch_model.generate("a cube", seed=1, sampler=sampler, width=64, height=64, steps=2, cfg_scale=1.0)
+    assert np.asarray(res.images[0]).std() > 1
+
+
+def test_karras_changes_schedule(torch_model):
+    a = torch_model.generate("a cube", seed=1, sampler="euler", scheduler="discrete", width=64, height=64, steps=3, cfg_scale=1.0)
+    b = torch_model.generate("a cube", seed=1, sampler="euler", scheduler="karras", width=64, height=64, steps=3, cfg_scale=1.0)
+    assert diff(a.images[0], b.images[0]) > 0.5
+
+
+def test_unsupported_sampler_and_combination_listed(torch_model):
+    with pytest.raises(g.InvalidInputError, match="dpm\\+\\+2m"):
+        torch_model.generate("a cube", sampler="ipndm", **KW)
+    with pytest.raises(g.InvalidInputError, match="cannot use scheduler"):
+        torch_model.generate("a cube", sampler="lcm", scheduler="karras", **KW)
+
+
+def test_img2img_inpaint_controlnet_lora_change_output(torch_model):
+    base = torch_model.generate("a cube", seed=2, **KW).images[0]
+    init = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    i2i = torch_model.generate("a cube", init_image=init, strength=0.6, seed=2, width=64, height=64, steps=4, cfg_scale=7.0)
+    assert diff(i2i.images[0], base) > 1
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    inp = [torch_model.generate("a cube", init_image=init, mask=mask, strength=1.0, seed=s, **KW).images[0] for s in (1, 2)]
+    d = np.abs(px(inp[0]) - px(inp[1])).mean(axis=2)
+    assert d[:, 48:].mean() > 3 * d[:, :16].mean() + 1
+    control = np.zeros((64, 64, 3), np.uint8)
+    control[16:48, 16:48] = 255
+    cn = torch_model.generate("a cube", control_image=control, control_strength=1.0, seed=2, **KW).images[0]
+    assert diff(cn, base) > 0.5
+    lora = torch_model.generate("a cube", loras=[(forge.lora_sd1(naming="kohya"), 1.0)], seed=2, **KW).images[0]
+    zero = torch_model.generate("a cube", loras=[(forge.lora_sd1(naming="kohya"), 0.0)], seed=2, **KW).images[0]
+    assert diff(lora, base) > 1 and diff(zero, base) < 1
+
+
+def test_progress_and_preview(torch_model):
+    steps, previews = [], []
+    torch_model.generate("a cube", seed=1, width=64, height=64, steps=3, cfg_scale=1.0,
+                         callback=lambda s, t, e: steps.append((s, t)), preview=lambda s, ims: previews.append(ims))
+    assert [s for s, _ in steps] == [1, 2, 3] and previews and previews[0][0].size == (8, 8)
+
+
+def test_fp32_path_runs(full_model):
+    with g.SDModel(full_model, engine="torch", options=g.EngineOptions(precision="fp32")) as m:
+        assert m._engine.dtype_name == "fp32"
+        res = m.generate("a cube", seed=3, **KW)
+    assert np.asarray(res.images[0]).std() > 1
+
+
+def test_auto_engine_selection(tiny_model, full_model):
+    from gouache._engine import ModelFiles, select_engine
+
+    assert select_engine("auto", "sd1", ModelFiles(model=full_model))[0] == "torch"
+    assert select_engine("auto", "sd1_tiny", ModelFiles(model=tiny_model))[0] == "sdcpp"
+    assert select_engine("auto", "sd1", ModelFiles(model=forge.gguf()))[0] == "sdcpp"
+    assert select_engine("auto", "flux", ModelFiles(diffusion_model=forge.flux()))[0] == "sdcpp"
+
+
+def test_unsupported_family_refused(tiny_model):
+    with pytest.raises(g.InvalidInputError, match="does not support sd1_tiny"):
+        g.SDModel(tiny_model, engine="torch")
+
+
+def test_without_torch_the_error_says_what_to_install(full_model):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import gouache as g\n"
+        f"try:\n    g.SDModel({str(full_model)!r}, engine='torch')\n"
+        "except g.MissingDependencyError as e:\n    print('OK', e)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.startswith("OK") and 'gouache[torch]' in res.stdout, res.stderr[-2000:]
+
+
+def test_cross_engine_same_weights_same_seed(full_model, capsys):
+    """sdcpp with its CPU RNG (a port of torch's CPU randn) vs torch's CPU generator, same weights,
+    seed, sampler and k-diffusion-style "linspace" schedule.  Measured here: the images are NOT close
+    (mean abs diff about as large as between different seeds), so closeness is reported, not asserted;
+    what is asserted is that both engines run the same request and each is reproducible."""
+    kw = dict(width=64, height=64, steps=4, cfg_scale=7.0, sampler="euler", scheduler="discrete", seed=123)
+    with g.SDModel(full_model, engine="sdcpp", options=g.EngineOptions(rng="cpu")) as m:
+        a = m.generate("a red cube on a table", **kw).images[0]
+        a2 = m.generate("a red cube on a table", **kw).images[0]
+    with g.SDModel(full_model, engine="torch", options=g.EngineOptions(precision="fp32")) as m:
+        b = m.generate("a red cube on a table", **kw).images[0]
+        c = m.generate("a red cube on a table", **{**kw, "seed": 124}).images[0]
+    same_seed, other_seed = diff(a, b), diff(a, c)
+    with capsys.disabled():
+        print(f"\ncross-engine mean abs diff (0-255): same seed {same_seed:.2f}, other seed {other_seed:.2f}")
+    assert a.size == b.size == (64, 64)
+    assert diff(a, a2) == 0
