@@ -164,6 +164,7 @@ class ImageRequest:
     mask: Any = None  # PIL.Image (L), white = repaint
     control_image: Any = None  # PIL.Image (RGB)
     control_strength: float = 0.9
+    control_guidance: tuple[float, float] = (0.0, 1.0)  # fraction of steps where ControlNet acts
     ref_images: tuple[Any, ...] = ()
     photo_maker: PhotoMakerInput | None = None
     hires: Hires | None = None

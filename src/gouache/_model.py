@@ -309,6 +309,7 @@ class SDModel:
         loras: Sequence[tuple[PathLike, float]] = (),
         control_image: ImageInput | None = None,
         control_strength: float = 0.9,
+        control_guidance: tuple[float, float] = (0.0, 1.0),
         init_image: ImageInput | None = None,
         strength: float = 0.75,
         mask: ImageInput | None = None,
@@ -328,6 +329,8 @@ class SDModel:
         PhotoMaker, hires fix, step caching.  Every argument is checked before any native work.
         ``callback(step, total, elapsed)`` is called after every sampling step;
         ``preview(step, images)`` receives preview images (``preview_options``: mode, interval).
+        ``control_guidance=(start, end)``: the fraction of the steps where the ControlNet acts
+        (torch engine; sdcpp applies it on every step and warns once).
         """
         engine = self._require_engine()
         request, notes, geom = self._image_request(
@@ -335,6 +338,11 @@ class SDModel:
             loras, control_image, control_strength, init_image, strength, mask, ref_images, photo_maker, hires,
             cache, vae_tiling, guidance, eta,
         )
+        start, end = (_float("control_guidance start", control_guidance[0], 0.0, 1.0),
+                      _float("control_guidance end", control_guidance[1], 0.0, 1.0))
+        if start >= end:
+            raise InvalidInputError(f"control_guidance start must be below end; got {tuple(control_guidance)}")
+        request.control_guidance = (start, end)
         timer = _Timer(callback)
         hooks = Hooks(progress=timer, preview=preview, preview_spec=preview_options)
         images = engine.generate_images(request, hooks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,9 @@ from .._params import (
     SDTilingParams,
     SDVideoGenParams,
 )
+
+
+log = logging.getLogger("gouache")
 
 
 def _progress_adapter(fn: E.ProgressFn | None):
@@ -89,6 +93,7 @@ class SdcppEngine(E.Engine):
     def __init__(self, ctx: SDContext, options: E.EngineOptions) -> None:
         self.ctx = ctx
         self.options = options
+        self._warned_guidance = False
 
     @classmethod
     def samplers(cls) -> list[str]:
@@ -106,6 +111,10 @@ class SdcppEngine(E.Engine):
         return SDTilingParams(enabled=self.options.vae_tiling if flag is None else bool(flag))
 
     def generate_images(self, r: E.ImageRequest, hooks: E.Hooks) -> list[Any]:
+        if r.control_image is not None and tuple(r.control_guidance) != (0.0, 1.0) and not self._warned_guidance:
+            self._warned_guidance = True
+            log.warning("control_guidance %s ignored: the sdcpp engine applies ControlNet on every step"
+                        " (use engine='torch' for start/end control)", tuple(r.control_guidance))
         hires = SDHiresParams()
         if r.hires is not None:
             h = r.hires

@@ -288,6 +288,7 @@ class TorchEngine(E.Engine):
             key = "image" if kind == "control" else "control_image"
             kw[key] = r.control_image
             kw["controlnet_conditioning_scale"] = r.control_strength
+            kw["control_guidance_start"], kw["control_guidance_end"] = (float(x) for x in r.control_guidance)
         if r.clip_skip > 1:
             kw["clip_skip"] = r.clip_skip - 1  # sd.cpp counts the last layer as 1, diffusers as 0
         if r.eta is not None and "eta" in _inspect.signature(pipe.__call__).parameters:
@@ -315,6 +316,28 @@ def _tiny_vae(path: Path, dtype):
     if missing:
         raise InvalidInputError(f"TAESD file {str(path)!r} does not match diffusers' AutoencoderTiny (missing {missing[:3]})")
     return vae.to(dtype)
+
+
+def _load_controlnet(path: Path, cfg: Path, dtype):
+    """A ControlNet from an ldm-layout single file or a diffusers-layout file (as published)."""
+    import json
+
+    import diffusers as D
+
+    from .._modelfile import read_tensors
+
+    names = read_tensors(path) or {}
+    if any(k.startswith("controlnet_cond_embedding.") for k in names):
+        from safetensors.torch import load_file
+
+        model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+        if missing or unexpected:
+            raise InvalidInputError(f"ControlNet {str(path)!r} does not match this model family's ControlNet"
+                                    f" (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+        return model.to(dtype)
+    return D.ControlNetModel.from_single_file(str(path), config=str(cfg), subfolder="controlnet",
+                                              local_files_only=True, torch_dtype=dtype)
 
 
 def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
@@ -366,8 +389,7 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
             pipe.vae = _tiny_vae(files.taesd, dtype)
         controlnet = None
         if files.control_net is not None:
-            controlnet = D.ControlNetModel.from_single_file(str(files.control_net), config=str(cfg), subfolder="controlnet",
-                                                            local_files_only=True, torch_dtype=dtype)
+            controlnet = _load_controlnet(files.control_net, cfg, dtype)
     if on_load_progress:
         on_load_progress(2, 3, time.perf_counter() - t0)
     pipe.set_progress_bar_config(disable=True)

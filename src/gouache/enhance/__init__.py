@@ -6,6 +6,9 @@
 * Depth (:mod:`gouache.enhance.depth`): :func:`estimate_depth` / :class:`DepthEstimator`
   (MiDaS small, DPT, Depth Anything through ONNX Runtime, ``pip install "gouache[enhance]"``),
   :func:`estimate_depth_confidence`, :func:`align_depth_scales` (multi-view scale and shift).
+* Service: :class:`EnhanceConfig` (presets ``for_t4_gpu``, ``for_quality``, ``for_speed``,
+  ``for_cpu``), :class:`EnhanceService` (one load, many views), :class:`SDXLLightningPipeline`,
+  :func:`enhance_view`, :func:`enhance_views_batch`, :func:`denoising_steps`.
 * Prompts: :class:`PromptBuilder`.  Memory: :class:`MemoryConfig`, :func:`get_memory_status`,
   :func:`print_memory_report`.  Colour: :func:`match_colors`.
 """
@@ -22,14 +25,30 @@ from .depth import (
 )
 from .memory import MemoryConfig, get_memory_status, print_memory_report
 from .prompts import PromptBuilder
+from ._service import (
+    EnhanceBatchResult,
+    EnhanceConfig,
+    EnhanceService,
+    SDXLLightningPipeline,
+    denoising_steps,
+    enhance_view,
+    enhance_views_batch,
+)
 
 __all__ = [
     "DepthEstimator",
+    "EnhanceBatchResult",
+    "EnhanceConfig",
+    "EnhanceService",
     "Letterbox",
     "MemoryConfig",
     "PromptBuilder",
+    "SDXLLightningPipeline",
     "align_depth_scales",
     "composite_alpha",
+    "denoising_steps",
+    "enhance_view",
+    "enhance_views_batch",
     "estimate_depth",
     "estimate_depth_confidence",
     "get_memory_status",
