@@ -35,7 +35,8 @@ def models(tiny_model, taesd_model):
 def test_help_lists_every_subcommand():
     out = gouache("--help")
     assert out.returncode == 0
-    for cmd in ("txt2img", "img2img", "inpaint", "controlnet", "upscale", "video", "convert", "info", "models", "pull"):
+    for cmd in ("txt2img", "img2img", "inpaint", "controlnet", "upscale", "video", "convert", "info", "models", "pull",
+                "enhance"):
         assert cmd in out.stdout
     sub = gouache("txt2img", "--help").stdout
     for opt in ("--negative-prompt", "--sampler", "--scheduler", "--seed", "--batch", "--lora", "--hires-scale",
@@ -151,3 +152,23 @@ def test_pull_offline_fails_clearly(tmp_path):
     res = subprocess.run([sys.executable, "-m", "gouache", "pull", "sd15"], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1
     assert len(error_lines(res.stderr)) == 1 and ("offline" in res.stderr.lower() or "gouache[hub]" in res.stderr)
+
+
+def test_enhance_views_with_depth_folder(full_model, tmp_path):
+    views, depth = tmp_path / "views", tmp_path / "depth"
+    views.mkdir()
+    depth.mkdir()
+    for i in range(2):
+        rgba = np.zeros((64, 96, 4), np.uint8)
+        rgba[..., :3] = np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+        rgba[16:48, 24:72, 3] = 255
+        Image.fromarray(rgba).save(views / f"view{i}.png")
+        np.save(depth / f"view{i}.npy", np.tile(np.linspace(0, 1, 96, dtype=np.float32), (64, 1)))
+    res = gouache("enhance", views / "view0.png", views / "view1.png", "-m", full_model, "--controlnet",
+                  forge.controlnet_sd1(), "--depth", depth, "--engine", "sdcpp", "--working-size", "64", "--steps", "1",
+                  "--out", tmp_path / "out", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(res.stdout)
+    assert data["failed"] == 0 and len(data["views"]) == 2
+    with Image.open(tmp_path / "out" / "view1.png") as im:
+        assert im.size == (96, 64) and im.mode == "RGBA"

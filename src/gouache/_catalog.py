@@ -74,6 +74,12 @@ RECIPES: dict[str, tuple[str, str]] = {
     "controlnet-canny-sd15": ("comfyanonymous/ControlNet-v1-1_fp16_safetensors",
                               "control_v11p_sd15_canny_fp16.safetensors"),
     "realesrgan-x4": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
+    # gouache.enhance: few-step SDXL (full checkpoint, or base SDXL + LoRA) and a depth ControlNet
+    "sdxl-lightning-4step": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step.safetensors"),
+    "sdxl-lightning-4step-lora": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors"),
+    "controlnet-depth-sdxl": ("diffusers/controlnet-depth-sdxl-1.0", "diffusion_pytorch_model.fp16.safetensors"),
+    "controlnet-depth-sd15": ("comfyanonymous/ControlNet-v1-1_fp16_safetensors",
+                              "control_v11f1p_sd15_depth_fp16.safetensors"),
 }
 
 

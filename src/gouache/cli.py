@@ -157,6 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flow-shift", type=float)
     _add_generation_options(s)
 
+    s = sub.add_parser("enhance", parents=[common], help="enhance rendered views of a 3D scene (depth-guided)")
+    s.add_argument("views", nargs="+", help="view images (PNG with alpha is kept)")
+    s.add_argument("-m", "--model", required=True, metavar="PATH", help="SDXL(-Lightning) or SD1.x checkpoint")
+    s.add_argument("--controlnet", metavar="PATH", help="depth ControlNet (ldm or diffusers layout)")
+    s.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", help="e.g. the SDXL-Lightning LoRA")
+    s.add_argument("--depth", metavar="DIR", help="folder of depth maps named like the views (.png/.npy/.exr-free)")
+    s.add_argument("--depth-model", metavar="PATH", help="ONNX depth model for views without a depth map")
+    s.add_argument("--prompt", help="prompt for every view (default: from --template and --subject)")
+    s.add_argument("--template", default="default", help="prompt template: default, photorealistic, product, character, environment, object, anime_style")
+    s.add_argument("--subject", default="an object", help="subject for the template")
+    s.add_argument("--preset", default="cpu", choices=["t4_gpu", "quality", "speed", "cpu"], help="EnhanceConfig preset")
+    s.add_argument("--steps", type=int, help="denoising steps (overrides the preset)")
+    s.add_argument("--strength", type=float, help="img2img strength (overrides the preset)")
+    s.add_argument("--controlnet-scale", type=float, help="ControlNet scale (overrides the preset)")
+    s.add_argument("--working-size", type=int, help="long side of the working canvas (multiple of 64)")
+    s.add_argument("--seed", type=int, help="seed shared by all views")
+    s.add_argument("--engine", default="auto", choices=["auto", "sdcpp", "torch"])
+    s.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    s.add_argument("--overwrite", action="store_true")
+
     s = sub.add_parser("convert", parents=[common], help="convert/quantize a model (GGUF or safetensors)")
     s.add_argument("input", help="input model file")
     s.add_argument("output", help="output file (.gguf or .safetensors)")
@@ -513,6 +533,62 @@ def _run_pull(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_enhance(a: argparse.Namespace) -> int:
+    from .enhance import EnhanceConfig, EnhanceService
+    from ._output import check_writable, save_image
+
+    preset = {"t4_gpu": EnhanceConfig.for_t4_gpu, "quality": EnhanceConfig.for_quality,
+              "speed": EnhanceConfig.for_speed, "cpu": EnhanceConfig.for_cpu}[a.preset]
+    overrides = {k: v for k, v in (("steps", a.steps), ("strength", a.strength), ("controlnet_scale", a.controlnet_scale),
+                                   ("working_size", a.working_size), ("seed", a.seed)) if v is not None}
+    config = preset(model=a.model, controlnet=a.controlnet, loras=tuple(_loras(a.lora)), engine=a.engine,
+                    prompt_template=a.template, default_subject=a.subject, depth_model=a.depth_model, **overrides)
+    views = [Path(v) for v in a.views]
+    missing = [str(v) for v in views if not v.is_file()]
+    if missing:
+        from ._errors import InvalidInputError
+
+        raise InvalidInputError(f"view files not found: {', '.join(missing)}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    outputs = [a.out / (v.stem + ".png") for v in views]
+    check_writable(outputs, overwrite=a.overwrite)
+    depths = [_depth_file(a.depth, v) for v in views] if a.depth else None
+    bars = _Progress(not (a.quiet or a.json))
+    results: list[dict[str, Any]] = []
+    with EnhanceService(config) as service:
+        for i, (view, out) in enumerate(zip(views, outputs)):
+            bars.update("views", i, len(views))
+            try:
+                image = service.enhance(view, prompt=a.prompt, depth_map=None if depths is None else depths[i])
+                save_image(image, out, overwrite=a.overwrite)
+                results.append({"view": str(view), "output": str(out)})
+            except Exception as exc:  # noqa: BLE001 - reported per view, the others go on
+                results.append({"view": str(view), "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+        bars.update("views", len(views), len(views))
+    bars.close()
+    failed = [r for r in results if "error" in r]
+    if a.json:
+        print(json.dumps({"views": results, "failed": len(failed)}))
+    else:
+        for r in results:
+            print(r.get("output") or f"{r['view']}: {r['error']}", file=sys.stdout if "output" in r else sys.stderr)
+    return EXIT_RUNTIME if failed else EXIT_OK
+
+
+def _depth_file(folder: str, view: Path) -> Path | None:
+    for ext in (".png", ".npy", ".tif", ".tiff"):
+        p = Path(folder) / (view.stem + ext)
+        if p.is_file():
+            return _npy(p) if ext == ".npy" else p
+    return None
+
+
+def _npy(p: Path):
+    import numpy as np
+
+    return np.load(p)
+
+
 def _emit(a: argparse.Namespace, data: dict[str, Any]) -> None:
     if a.json:
         print(json.dumps(data, default=str))
@@ -537,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):
             return _run_generation(a, argv)
         return {"upscale": _run_upscale, "convert": _run_convert, "info": _run_info,
-                "models": _run_models, "pull": _run_pull}[a.command](a)
+                "models": _run_models, "pull": _run_pull, "enhance": _run_enhance}[a.command](a)
     except _Failure as exc:
         print(f"gouache: error: {exc}", file=sys.stderr)
         if a.debug:
