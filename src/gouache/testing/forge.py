@@ -245,9 +245,12 @@ def _resblock(p: str, ch: int, emb: int, out: int) -> Iterator[_Tensor]:
         yield from _conv(f"{p}.skip_connection", ch, out, k=1)
 
 
-def _spatial_transformer(p: str, ch: int, context_dim: int, depth: int = 1) -> Iterator[_Tensor]:
+def _spatial_transformer(p: str, ch: int, context_dim: int, depth: int = 1, *, linear: bool = False) -> Iterator[_Tensor]:
+    """SpatialTransformer with ``depth`` blocks; ``linear``: proj_in/proj_out are Linear ([C, C],
+    ``use_linear_projection`` as in SD2/SDXL), otherwise 1x1 convs ([C, C, 1, 1], SD1)."""
+    proj = (lambda name: _linear(name, ch, ch)) if linear else (lambda name: _conv(name, ch, ch, k=1))
     yield from _norm(f"{p}.norm", ch)
-    yield from _conv(f"{p}.proj_in", ch, ch, k=1)
+    yield from proj(f"{p}.proj_in")
     for d in range(depth):
         b = f"{p}.transformer_blocks.{d}"
         yield from _linear(f"{b}.attn1.to_q", ch, ch, bias=False)
@@ -263,7 +266,7 @@ def _spatial_transformer(p: str, ch: int, context_dim: int, depth: int = 1) -> I
         yield from _norm(f"{b}.norm1", ch)
         yield from _norm(f"{b}.norm2", ch)
         yield from _norm(f"{b}.norm3", ch)
-    yield from _conv(f"{p}.proj_out", ch, ch, k=1)
+    yield from proj(f"{p}.proj_out")
 
 
 def _unet(
@@ -1070,35 +1073,6 @@ _SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model"
 _SDXL_CLIP_G = "conditioner.embedders.1.model"
 
 
-def _spatial_transformer_xl(p: str, ch: int, context_dim: int, depth: int, *, linear: bool = True) -> Iterator[_Tensor]:
-    """SpatialTransformer with ``depth`` blocks; ``linear``: proj_in/proj_out are Linear ([C, C],
-    ``use_linear_projection`` as in SDXL), otherwise 1x1 convs ([C, C, 1, 1])."""
-    yield from _norm(f"{p}.norm", ch)
-    if linear:
-        yield from _linear(f"{p}.proj_in", ch, ch)
-    else:
-        yield from _conv(f"{p}.proj_in", ch, ch, k=1)
-    for d in range(depth):
-        b = f"{p}.transformer_blocks.{d}"
-        yield from _linear(f"{b}.attn1.to_q", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn1.to_k", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn1.to_v", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn1.to_out.0", ch, ch)
-        yield from _linear(f"{b}.ff.net.0.proj", ch, ch * 4 * 2)
-        yield from _linear(f"{b}.ff.net.2", ch * 4, ch)
-        yield from _linear(f"{b}.attn2.to_q", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn2.to_k", context_dim, ch, bias=False)
-        yield from _linear(f"{b}.attn2.to_v", context_dim, ch, bias=False)
-        yield from _linear(f"{b}.attn2.to_out.0", ch, ch)
-        yield from _norm(f"{b}.norm1", ch)
-        yield from _norm(f"{b}.norm2", ch)
-        yield from _norm(f"{b}.norm3", ch)
-    if linear:
-        yield from _linear(f"{p}.proj_out", ch, ch)
-    else:
-        yield from _conv(f"{p}.proj_out", ch, ch, k=1)
-
-
 def _unet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
     """SDXL UNet (sgm openaimodel), mirrors unet.hpp for VERSION_SDXL: num_res_blocks 2,
     channel_mult (1, 2, 4), attention at ds 2 and 4 with depth 2 and 10, middle depth 10,
@@ -1119,7 +1093,7 @@ def _unet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
             ch = mult * mc
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer_xl(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT, depth[i])
+                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT, depth[i], linear=True)
             chans.append(ch)
         if i != len(_SDXL_CHANNEL_MULT) - 1:
             idx += 1
@@ -1127,7 +1101,7 @@ def _unet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             chans.append(ch)
             ds *= 2
     yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-    yield from _spatial_transformer_xl(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, depth[-1])
+    yield from _spatial_transformer(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, depth[-1], linear=True)
     yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
     oidx = 0
     for i in range(len(_SDXL_CHANNEL_MULT) - 1, -1, -1):
@@ -1137,7 +1111,7 @@ def _unet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             ch = mult * mc
             up_idx = 1
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer_xl(f"{p}.output_blocks.{oidx}.1", ch, _SDXL_CONTEXT, depth[i])
+                yield from _spatial_transformer(f"{p}.output_blocks.{oidx}.1", ch, _SDXL_CONTEXT, depth[i], linear=True)
                 up_idx += 1
             if i > 0 and j == num_res_blocks:
                 yield from _conv(f"{p}.output_blocks.{oidx}.{up_idx}.conv", ch, ch)
@@ -1193,7 +1167,7 @@ def _controlnet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
             ch = mult * mc
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer_xl(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT,
+                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT,
                                                    _SDXL_TRANSFORMER_DEPTH[i], linear=False)
             yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
         if i != len(_SDXL_CHANNEL_MULT) - 1:
@@ -1202,7 +1176,7 @@ def _controlnet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
             ds *= 2
     yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-    yield from _spatial_transformer_xl(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=False)
+    yield from _spatial_transformer(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=False)
     yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
     yield from _conv(f"{p}.middle_block_out.0", ch, ch, k=1)
 
@@ -1240,8 +1214,8 @@ def _controlnet_sdxl_diffusers(model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _diffusers_resnet(f"down_blocks.{i}.resnets.{j}", ch, emb, mult * mc)
             ch = mult * mc
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer_xl(f"down_blocks.{i}.attentions.{j}", ch, _SDXL_CONTEXT,
-                                                   _SDXL_TRANSFORMER_DEPTH[i])
+                yield from _spatial_transformer(f"down_blocks.{i}.attentions.{j}", ch, _SDXL_CONTEXT,
+                                                   _SDXL_TRANSFORMER_DEPTH[i], linear=True)
             yield from _conv(f"controlnet_down_blocks.{zero}", ch, ch, k=1)
             zero += 1
         if i != len(_SDXL_CHANNEL_MULT) - 1:
@@ -1250,7 +1224,7 @@ def _controlnet_sdxl_diffusers(model_channels: int = 320) -> Iterator[_Tensor]:
             zero += 1
             ds *= 2
     yield from _diffusers_resnet("mid_block.resnets.0", ch, emb, ch)
-    yield from _spatial_transformer_xl("mid_block.attentions.0", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1])
+    yield from _spatial_transformer("mid_block.attentions.0", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=True)
     yield from _diffusers_resnet("mid_block.resnets.1", ch, emb, ch)
     yield from _conv("controlnet_mid_block", ch, ch, k=1)
 
