@@ -150,3 +150,27 @@ def test_cross_engine_same_weights_same_seed(full_model, capsys):
         print(f"\ncross-engine mean abs diff (0-255): same seed {same_seed:.2f}, other seed {other_seed:.2f}")
     assert a.size == b.size == (64, 64)
     assert diff(a, a2) == 0
+
+
+def test_read_checkpoint_streams_and_casts(tmp_path):
+    """The torch engine's own safetensors reader: same tensors as safetensors' loader, cast as read."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from gouache._engines.torch_engine import read_checkpoint
+
+    src = {"a": torch.randn(3, 4, dtype=torch.float16), "b": torch.arange(5, dtype=torch.int64),
+           "c": torch.randn(2, 2, 2), "empty": torch.zeros(0, 3)}
+    path = tmp_path / "m.safetensors"
+    save_file(src, str(path))
+    got = read_checkpoint(path, torch.bfloat16)
+    ref = load_file(str(path))
+    assert set(got) == set(ref)
+    assert got["a"].dtype == got["c"].dtype == torch.bfloat16 and got["b"].dtype == torch.int64
+    assert torch.equal(got["a"], ref["a"].to(torch.bfloat16)) and torch.equal(got["b"], ref["b"])
+    assert got["empty"].shape == (0, 3)
+    data = path.read_bytes()
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(data[:-8])
+    with pytest.raises(g.InvalidInputError, match="truncated"):
+        read_checkpoint(bad, torch.bfloat16)

@@ -318,6 +318,100 @@ def _tiny_vae(path: Path, dtype):
     return vae.to(dtype)
 
 
+def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
+    """The checkpoint's tensors, each cast to ``dtype`` as it is read.
+
+    diffusers' ``from_single_file`` holds the whole file in its stored precision while it
+    builds the bf16 model, so peak memory is file + model.  Reading tensor by tensor and
+    casting at once keeps the peak at about the model's size; the models built from this
+    dict share its storage (no second copy)."""
+    torch = _torch()
+
+    def cast(t):
+        return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+
+    from .._modelfile import sniff
+
+    if sniff(path) == "safetensors":
+        return {name: cast(t) for name, t in _read_safetensors(path)}
+    state = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
+    while isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return {k: cast(v) for k, v in state.items() if hasattr(v, "is_floating_point")}
+
+
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _read_safetensors(path: Path):
+    """``(name, tensor)`` pairs read with plain file reads, one tensor at a time.
+
+    Not mmap: pages of a mapped file count in the process's RSS until it is unmapped, so a
+    mapped read costs file size + cast copies at the peak; ``readinto`` costs one tensor."""
+    import json
+    import struct
+
+    torch = _torch()
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0] if kv[0] != "__metadata__" else -1):
+            if name == "__metadata__":
+                continue
+            dtype = getattr(torch, _ST_DTYPES.get(info["dtype"], ""), None)
+            if dtype is None:
+                raise InvalidInputError(f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which the torch engine"
+                                        f" does not read (allowed: {', '.join(_ST_DTYPES)})")
+            start, end = info["data_offsets"]
+            shape = tuple(info["shape"])
+            if end == start:
+                yield name, torch.empty(shape, dtype=dtype)
+                continue
+            buf = bytearray(end - start)
+            f.seek(base + start)
+            if f.readinto(buf) != len(buf):
+                raise InvalidInputError(f"{str(path)!r} is truncated (tensor {name!r} runs past the end of the file)")
+            yield name, torch.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
+    """``pipe_cls`` built from a single-file checkpoint, component by component, offline.
+
+    The same conversions as ``pipe_cls.from_single_file`` (diffusers' ldm -> diffusers name
+    mapping for each component), fed from :func:`read_checkpoint` so the file is never held
+    in memory beside the model."""
+    import json
+
+    import diffusers as D
+    import transformers
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+
+    index = json.loads((cfg / "model_index.json").read_text())
+    ckpt = read_checkpoint(path, dtype)
+    parts: dict[str, Any] = {}
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list):
+            continue
+        lib, cls_name = spec
+        if cls_name is None:
+            parts[name] = None
+            continue
+        cls = getattr(D if lib == "diffusers" else transformers, cls_name)
+        if name in ("unet", "vae"):
+            parts[name] = cls.from_single_file(ckpt, config=str(cfg), subfolder=name, local_files_only=True, torch_dtype=dtype)
+        elif name.startswith("text_encoder"):
+            parts[name] = create_diffusers_clip_model_from_ldm(cls, ckpt, subfolder=name, config=str(cfg),
+                                                               torch_dtype=dtype, local_files_only=True)
+        else:  # tokenizers and the scheduler: small files in the config folder
+            parts[name] = cls.from_pretrained(str(cfg), subfolder=name, local_files_only=True)
+    del ckpt
+    if "requires_safety_checker" in index:
+        parts["requires_safety_checker"] = False
+    return pipe_cls(**parts)
+
+
 def _load_controlnet(path: Path, cfg: Path, dtype):
     """A ControlNet from an ldm-layout single file or a diffusers-layout file (as published)."""
     import json
@@ -376,10 +470,7 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
     if on_load_progress:
         on_load_progress(0, 3, 0.0)
     if True:  # every load below is local_files_only: nothing is fetched from a hub
-        extra: dict[str, Any] = {}
-        if family.startswith("sd1") or family.startswith("sd2"):
-            extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe = pipe_cls.from_single_file(str(files.model), config=str(cfg), local_files_only=True, torch_dtype=dtype, **extra)
+        pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
         if on_load_progress:
             on_load_progress(1, 3, time.perf_counter() - t0)
         if files.vae is not None:
