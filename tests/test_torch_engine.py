@@ -133,23 +133,31 @@ def test_without_torch_the_error_says_what_to_install(full_model):
     assert res.stdout.startswith("OK") and 'gouache[torch]' in res.stdout, res.stderr[-2000:]
 
 
+#: sampler -> largest mean abs difference (0-255) allowed between the engines at the same seed.
+#: Measured: euler 0.17, euler_a 0.18, heun 0.17, dpm++2m 2.0 (diffusers' DPM-Solver++ and
+#: k-diffusion's differ in the last-step formulation), against ~39 between different seeds.
+CROSS_ENGINE = {"euler": 1.0, "euler_a": 1.0, "heun": 1.0, "dpm++2m": 4.0}
+
+
 def test_cross_engine_same_weights_same_seed(full_model, capsys):
-    """sdcpp with its CPU RNG (a port of torch's CPU randn) vs torch's CPU generator, same weights,
-    seed, sampler and k-diffusion-style "linspace" schedule.  Measured here: the images are NOT close
-    (mean abs diff about as large as between different seeds), so closeness is reported, not asserted;
-    what is asserted is that both engines run the same request and each is reproducible."""
-    kw = dict(width=64, height=64, steps=4, cfg_scale=7.0, sampler="euler", scheduler="discrete", seed=123)
-    with g.SDModel(full_model, engine="sdcpp", options=g.EngineOptions(rng="cpu")) as m:
-        a = m.generate("a red cube on a table", **kw).images[0]
-        a2 = m.generate("a red cube on a table", **kw).images[0]
-    with g.SDModel(full_model, engine="torch", options=g.EngineOptions(precision="fp32")) as m:
-        b = m.generate("a red cube on a table", **kw).images[0]
-        c = m.generate("a red cube on a table", **{**kw, "seed": 124}).images[0]
-    same_seed, other_seed = diff(a, b), diff(a, c)
+    """sdcpp with its CPU RNG (a port of torch's CPU randn) against torch's CPU generator: same
+    weights, seed, sampler and schedule give the same image up to float error, while another seed
+    gives a different one; ancestral samplers agree too (both draw step noise from the one RNG)."""
+    kw = dict(width=64, height=64, steps=4, cfg_scale=7.0, scheduler="discrete")
+    out: dict[tuple[str, str, int], Image.Image] = {}
+    for engine, opts in (("sdcpp", g.EngineOptions(rng="cpu")), ("torch", g.EngineOptions(precision="fp32"))):
+        with g.SDModel(full_model, engine=engine, options=opts) as m:
+            for sampler in CROSS_ENGINE:
+                for seed in (123, 124):
+                    out[engine, sampler, seed] = m.generate("a red cube on a table", sampler=sampler, seed=seed, **kw).images[0]
+    lines = []
+    for sampler, limit in CROSS_ENGINE.items():
+        same = diff(out["sdcpp", sampler, 123], out["torch", sampler, 123])
+        other = diff(out["sdcpp", sampler, 123], out["torch", sampler, 124])
+        lines.append(f"{sampler}: same seed {same:.2f}, other seed {other:.2f}")
+        assert same < limit and other > 10 * same, lines[-1]
     with capsys.disabled():
-        print(f"\ncross-engine mean abs diff (0-255): same seed {same_seed:.2f}, other seed {other_seed:.2f}")
-    assert a.size == b.size == (64, 64)
-    assert diff(a, a2) == 0
+        print("\ncross-engine mean abs diff (0-255): " + "; ".join(lines))
 
 
 def test_read_checkpoint_streams_and_casts(tmp_path):
