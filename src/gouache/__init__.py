@@ -14,6 +14,7 @@ crash on.
 """
 
 from ._context import SDContext, Upscaler, canny, convert_model, physical_cores, system_info, version
+from ._convert_names import assemble_checkpoint
 from ._dispatch import Preview, PreviewOptions, Progress
 from ._engine import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
@@ -113,6 +114,7 @@ __all__ = [
     "Upscaler",
     "VideoResult",
     "__version__",
+    "assemble_checkpoint",
     "canny",
     "convert_model",
     "generate_video",

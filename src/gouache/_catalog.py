@@ -77,6 +77,8 @@ RECIPES: dict[str, tuple[str, str]] = {
     # gouache.enhance: few-step SDXL (full checkpoint, or base SDXL + LoRA) and a depth ControlNet
     "sdxl-lightning-4step": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step.safetensors"),
     "sdxl-lightning-4step-lora": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors"),
+    # UNet only (diffusers layout): gouache.assemble_checkpoint(sdxl base, this, out) makes one file
+    "sdxl-lightning-4step-unet": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_unet.safetensors"),
     "controlnet-depth-sdxl": ("diffusers/controlnet-depth-sdxl-1.0", "diffusion_pytorch_model.fp16.safetensors"),
     "controlnet-depth-sd15": ("comfyanonymous/ControlNet-v1-1_fp16_safetensors",
                               "control_v11f1p_sd15_depth_fp16.safetensors"),

@@ -27,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-__all__ = ["controlnet_diffusers_to_ldm", "controlnet_name_to_ldm"]
+from ._errors import InvalidInputError
+
+__all__ = ["assemble_checkpoint", "controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
 
 _PREFIX = "control_model."
 _RESNET = {
@@ -91,6 +93,116 @@ def controlnet_name_to_ldm(name: str, layers_per_block: int = 2) -> Optional[str
     if m:
         return f"{_PREFIX}middle_block.1.{m.group(1)}.{param}"
     return None
+
+
+_UNET_PREFIX = "model.diffusion_model."
+_UNET_OUT = {"conv_norm_out": "out.0", "conv_out": "out.2"}
+
+
+def unet_name_to_ldm(name: str, layers_per_block: int = 2, attention_up_blocks: frozenset = frozenset()) -> Optional[str]:
+    """The ldm name (``model.diffusion_model.*``) of one diffusers ``UNet2DConditionModel``
+    tensor name, or ``None`` if the ldm UNet has no such tensor.
+
+    ``attention_up_blocks``: indices of the up blocks that have attentions (their upsampler
+    sits after the attention, at ``output_blocks.N.2``; otherwise at ``output_blocks.N.1``)."""
+    module, param = _split_param(name)
+    if module in _UNET_OUT:
+        return f"{_UNET_PREFIX}{_UNET_OUT[module]}.{param}"
+    stride = layers_per_block + 1
+    m = re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)", module)
+    if m and m.group(3) in _RESNET:
+        return f"{_UNET_PREFIX}output_blocks.{stride * int(m.group(1)) + int(m.group(2))}.0.{_RESNET[m.group(3)]}.{param}"
+    m = re.fullmatch(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", module)
+    if m:
+        return f"{_UNET_PREFIX}output_blocks.{stride * int(m.group(1)) + int(m.group(2))}.1.{m.group(3)}.{param}"
+    m = re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv", module)
+    if m:
+        i = int(m.group(1))
+        return f"{_UNET_PREFIX}output_blocks.{stride * i + layers_per_block}.{2 if i in attention_up_blocks else 1}.conv.{param}"
+    if module.startswith(("controlnet_", "input_hint")):
+        return None
+    cn = controlnet_name_to_ldm(name, layers_per_block)
+    return None if cn is None else _UNET_PREFIX + cn[len(_PREFIX):]
+
+
+def _unet_names_to_ldm(names: List[str], what: str) -> Dict[str, str]:
+    """``{file name: model.diffusion_model.* name}`` for a UNet-only file in the diffusers
+    layout (``down_blocks.*``, optionally under ``unet.``) or the ldm layout (``input_blocks.*``,
+    optionally under ``model.diffusion_model.``)."""
+    if any(".input_blocks." in f".{n}" for n in names):
+        return {n: n if n.startswith(_UNET_PREFIX) else _UNET_PREFIX + n for n in names}
+    bare = {n: n[len("unet."):] if n.startswith("unet.") else n for n in names}
+    if not any(b.startswith("down_blocks.") for b in bare.values()):
+        raise InvalidInputError(f"{what} is not a UNet: it has neither diffusers (down_blocks.*) nor ldm"
+                                " (input_blocks.*) UNet tensors")
+    resnets = {int(m.group(1)) for b in bare.values() if (m := re.match(r"down_blocks\.0\.resnets\.(\d+)\.", b))}
+    attn_up = frozenset(int(m.group(1)) for b in bare.values() if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", b)))
+    out: Dict[str, str] = {}
+    unknown = []
+    for n, b in bare.items():
+        new = unet_name_to_ldm(b, len(resnets) or 2, attn_up)
+        if new is None:
+            unknown.append(n)
+        else:
+            out[n] = new
+    if unknown:
+        more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
+        raise InvalidInputError(f"{what}: tensors with no place in an ldm UNet: {', '.join(sorted(unknown)[:8])}{more}")
+    return out
+
+
+def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``dst``: the single-file checkpoint ``base`` with its UNet replaced by ``unet``.
+
+    For models published as a UNet only, such as SDXL-Lightning's
+    ``sdxl_lightning_4step_unet.safetensors`` (diffusers layout): ``base`` is the full base
+    checkpoint (``sd_xl_base_1.0.safetensors``, ldm names), and the result is one file that
+    every engine loads (text encoders and VAE from ``base``, UNet from ``unet``).
+
+    ``unet`` may use diffusers names (``down_blocks.*``, optionally under ``unet.``) or ldm
+    names (``input_blocks.*``, optionally under ``model.diffusion_model.``).  Every UNet tensor
+    of ``base`` must be replaced by one of the same shape: otherwise the two files are of
+    different architectures and :class:`gouache.InvalidInputError` lists the differences.
+    Tensor bytes are copied unchanged (dtypes kept), in chunks, so memory stays small; the
+    write is atomic and an existing ``dst`` is kept unless ``overwrite=True``.  Returns ``dst``.
+    """
+    b, u, d = Path(base), Path(unet), Path(dst)
+    for path, what in ((b, "base"), (u, "unet")):
+        if not path.is_file():
+            raise InvalidInputError(f"{what} checkpoint not found: {str(path)!r}")
+        if d.resolve() == path.resolve():
+            raise InvalidInputError(f"dst must differ from the {what} checkpoint ({str(path)!r})")
+    if d.exists() and not overwrite:
+        raise FileExistsError(f"{str(d)!r} exists; pass overwrite=True to replace it")
+    try:
+        b_header, b_start = _read_header(b)
+        u_header, u_start = _read_header(u)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    b_header.pop("__metadata__", None)
+    u_header.pop("__metadata__", None)
+    renamed = _unet_names_to_ldm(list(u_header), f"unet {str(u)!r}")
+    new = {renamed[n]: u_header[n] for n in u_header}
+    old = {n: v for n, v in b_header.items() if n.startswith(_UNET_PREFIX)}
+    if not old:
+        raise InvalidInputError(f"base {str(b)!r} has no UNet (no {_UNET_PREFIX}* tensors); pass a full checkpoint")
+    missing = sorted(set(old) - set(new))
+    extra = sorted(set(new) - set(old))
+    shapes = sorted(n for n in set(old) & set(new) if list(old[n]["shape"]) != list(new[n]["shape"]))
+    if missing or extra or shapes:
+        parts = []
+        for label, names in (("missing from unet", missing), ("not in base", extra), ("shape differs", shapes)):
+            if names:
+                more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
+                parts.append(f"{label}: {', '.join(names[:3])}{more}")
+        raise InvalidInputError(f"unet {str(u)!r} does not fit base {str(b)!r} (a UNet of another architecture?): "
+                                + "; ".join(parts))
+    entries = []
+    for name, info in sorted(b_header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        entries.append((name, new[name], u, u_start) if name in new else (name, info, b, b_start))
+    metadata = {"gouache.assemble": f"base {b.name}, unet {u.name}"}
+    _write_safetensors(d, entries, metadata)
+    return d
 
 
 def _read_header(path: Path) -> Tuple[dict, int]:
@@ -186,22 +298,41 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
     _check_sdxl_depth(out)
 
     metadata["gouache.convert"] = f"controlnet_diffusers_to_ldm from {layout}"
-    new_header = {"__metadata__": metadata, **out}
-    header_bytes = json.dumps(new_header, separators=(",", ":")).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)
+    _write_safetensors(dst, [(name, info, src, data_start) for name, info in out.items()], metadata)
+    return dst
 
+
+def _write_safetensors(dst: Path, entries: List[Tuple[str, dict, Path, int]], metadata: Dict[str, str]) -> None:
+    """Write ``dst`` atomically from ``(name, header entry, source file, source data start)``
+    entries: each tensor's bytes are copied from its source in chunks, in entry order."""
+    header: Dict[str, dict] = {"__metadata__": metadata}
+    offset = 0
+    for name, info, _src, _start in entries:
+        begin, end = info["data_offsets"]
+        header[name] = {"dtype": info["dtype"], "shape": list(info["shape"]), "data_offsets": [offset, offset + end - begin]}
+        offset += end - begin
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    files: Dict[Path, object] = {}
     try:
-        with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
+        with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
-            s.seek(data_start)
-            while True:
-                chunk = s.read(1 << 24)
-                if not chunk:
-                    break
-                f.write(chunk)
+            for _name, info, src, start in entries:
+                if src not in files:
+                    files[src] = open(src, "rb")
+                s = files[src]
+                begin, end = info["data_offsets"]
+                s.seek(start + begin)  # type: ignore[attr-defined]
+                left = end - begin
+                while left:
+                    chunk = s.read(min(left, 1 << 24))  # type: ignore[attr-defined]
+                    if not chunk:
+                        raise ValueError(f"{str(src)!r} is truncated")
+                    f.write(chunk)
+                    left -= len(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -212,4 +343,6 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
         except OSError:
             pass
         raise
-    return dst
+    finally:
+        for fh in files.values():
+            fh.close()  # type: ignore[attr-defined]

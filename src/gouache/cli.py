@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tensor-type-rules", help="per-tensor types, e.g. '^vae\\.=f16,model\\.=q8_0'")
     s.add_argument("--overwrite", action="store_true")
 
+    s = sub.add_parser("assemble", parents=[common],
+                       help="one checkpoint from a base checkpoint and a UNet-only file (e.g. SDXL-Lightning)")
+    s.add_argument("base", help="full base checkpoint (e.g. sd_xl_base_1.0.safetensors)")
+    s.add_argument("unet", help="UNet-only file, diffusers or ldm names (e.g. sdxl_lightning_4step_unet.safetensors)")
+    s.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    s.add_argument("--overwrite", action="store_true")
+
     s = sub.add_parser("info", parents=[common], help="system info, or inspect a model file")
     s.add_argument("model", nargs="?", help="model file to inspect")
 
@@ -479,6 +486,14 @@ def _run_convert(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_assemble(a: argparse.Namespace) -> int:
+    from ._convert_names import assemble_checkpoint
+
+    out = assemble_checkpoint(a.base, a.unet, a.output, overwrite=a.overwrite)
+    _emit(a, {"path": str(out), "bytes": out.stat().st_size})
+    return EXIT_OK
+
+
 def _run_info(a: argparse.Namespace) -> int:
     from . import _native, physical_cores, system_info, version
 
@@ -612,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):
             return _run_generation(a, argv)
-        return {"upscale": _run_upscale, "convert": _run_convert, "info": _run_info,
+        return {"upscale": _run_upscale, "convert": _run_convert, "assemble": _run_assemble, "info": _run_info,
                 "models": _run_models, "pull": _run_pull, "enhance": _run_enhance}[a.command](a)
     except _Failure as exc:
         print(f"gouache: error: {exc}", file=sys.stderr)

@@ -1273,3 +1273,54 @@ def controlnet_sdxl_diffusers(*, dtype: str = "f16", seed: int = 0) -> Path:
 
 
 __all__ += ["sdxl", "controlnet_sdxl", "controlnet_sdxl_diffusers"]
+
+
+# ---- a UNet published alone in the diffusers layout (SDXL-Lightning's *_unet.safetensors)
+
+_TO_DIFFUSERS_FIXED = {
+    "time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
+    "label_emb.0.0": "add_embedding.linear_1", "label_emb.0.2": "add_embedding.linear_2",
+    "input_blocks.0.0": "conv_in", "out.0": "conv_norm_out", "out.2": "conv_out",
+}
+_TO_DIFFUSERS_RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
+                        "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+
+
+def _ldm_unet_name_to_diffusers(name: str) -> str:
+    """``input_blocks.1.0.in_layers.2.weight`` -> ``down_blocks.0.resnets.0.conv1.weight`` for a
+    UNet with 2 res blocks per level (SD1, SDXL), written independently of gouache's converter."""
+    module, param = name.rsplit(".", 1)
+    if module in _TO_DIFFUSERS_FIXED:
+        return f"{_TO_DIFFUSERS_FIXED[module]}.{param}"
+    parts = module.split(".")
+    if parts[0] == "middle_block" and parts[1] in ("0", "2"):
+        return f"mid_block.resnets.{int(parts[1]) // 2}.{_TO_DIFFUSERS_RESNET['.'.join(parts[2:])]}.{param}"
+    kind, n, sub, rest = parts[0], int(parts[1]), parts[2], ".".join(parts[3:])
+    if kind == "input_blocks" and rest == "op":
+        return f"down_blocks.{n // 3 - 1}.downsamplers.0.conv.{param}"
+    if kind == "output_blocks" and rest == "conv":
+        return f"up_blocks.{n // 3}.upsamplers.0.conv.{param}"
+    if sub == "0":
+        i, j = divmod(n - 1, 3) if kind == "input_blocks" else divmod(n, 3)
+        blocks = "down_blocks" if kind == "input_blocks" else "up_blocks"
+        return f"{blocks}.{i}.resnets.{j}.{_TO_DIFFUSERS_RESNET[rest]}.{param}"
+    return f"{_ldm_to_diffusers_block(module)}.{param}"
+
+
+def _unet_sdxl_diffusers() -> Iterator[_Tensor]:
+    for name, shape, init in _unet_sdxl(_UNET):
+        yield _ldm_unet_name_to_diffusers(name[len(_UNET) + 1 :]), shape, init
+
+
+_BUILDERS["sdxl_unet_diffusers"] = lambda s: _unet_sdxl_diffusers()
+
+
+def sdxl_unet_diffusers(*, dtype: str = "f16", seed: int = 1) -> Path:
+    """The SDXL UNet alone, in the diffusers ``UNet2DConditionModel`` layout: the form
+    SDXL-Lightning publishes its UNets in (``sdxl_lightning_4step_unet.safetensors``).
+    Seed 1 by default, so its weights differ from :func:`sdxl`'s UNet; combine the two with
+    :func:`gouache.assemble_checkpoint`.  2.57e9 parameters, ~5.1 GB in f16."""
+    return _make("sdxl_unet_diffusers", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+__all__ += ["sdxl_unet_diffusers"]
