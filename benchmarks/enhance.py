@@ -4,6 +4,9 @@
                                  [--engines sdcpp,torch] [--model PATH --controlnet PATH]
 
 Default model: the forged random-weight SD1.x + SD1 ControlNet (real architectures).
+``--sdxl``: the production setup instead: forged SDXL base with a forged SDXL-Lightning-style
+UNet (diffusers layout) assembled into one file by ``gouache.assemble_checkpoint``, and the
+SDXL depth ControlNet in diffusers layout (torch engine only: SDXL + ControlNet aborts sdcpp).
 Each (engine, pattern) runs in its own process; peak RSS is that process's maximum.
 """
 
@@ -68,6 +71,7 @@ def main() -> int:
     ap.add_argument("--engines", default="sdcpp,torch")
     ap.add_argument("--model")
     ap.add_argument("--controlnet")
+    ap.add_argument("--sdxl", action="store_true", help="forged SDXL-Lightning (assembled) + SDXL depth ControlNet")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--pattern", help=argparse.SUPPRESS)
@@ -75,7 +79,16 @@ def main() -> int:
     if a.worker:
         print(json.dumps(worker(a)))
         return 0
-    if a.model is None:
+    if a.sdxl:
+        import gouache as g
+        from gouache.testing import forge
+
+        base, unet = forge.sdxl(), forge.sdxl_unet_diffusers()
+        target = forge.cache_dir() / f"assembled-{base.stem}-{unet.stem}.safetensors"
+        if not target.exists():
+            g.assemble_checkpoint(base, unet, target)
+        a.model, a.controlnet = str(target), str(forge.controlnet_sdxl_diffusers())
+    elif a.model is None:
         from gouache.testing import forge
 
         a.model, a.controlnet = str(forge.sd1()), str(forge.controlnet_sd1())

@@ -413,25 +413,30 @@ def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
 
 
 def _load_controlnet(path: Path, cfg: Path, dtype):
-    """A ControlNet from an ldm-layout single file or a diffusers-layout file (as published)."""
+    """A ControlNet from an ldm-layout single file or a diffusers-layout file (as published),
+    read with :func:`read_checkpoint` (cast as read, no second copy)."""
     import json
 
     import diffusers as D
 
-    from .._modelfile import read_tensors
-
-    names = read_tensors(path) or {}
-    if any(k.startswith("controlnet_cond_embedding.") for k in names):
-        from safetensors.torch import load_file
-
-        model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    state = read_checkpoint(path, dtype)
+    if any(k.startswith("controlnet_cond_embedding.") for k in state):
+        with _meta_init():
+            model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
             raise InvalidInputError(f"ControlNet {str(path)!r} does not match this model family's ControlNet"
                                     f" (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
         return model.to(dtype)
-    return D.ControlNetModel.from_single_file(str(path), config=str(cfg), subfolder="controlnet",
+    return D.ControlNetModel.from_single_file(state, config=str(cfg), subfolder="controlnet",
                                               local_files_only=True, torch_dtype=dtype)
+
+
+def _meta_init():
+    """Build a model without allocating its weights (they come from the checkpoint)."""
+    from accelerate import init_empty_weights
+
+    return init_empty_weights()
 
 
 def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
