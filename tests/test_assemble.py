@@ -114,7 +114,7 @@ def test_assemble_replaces_exactly_the_unet(small):
     assert got["model.diffusion_model.out.2.bias"].dtype == np.float32  # the UNet file's dtype is kept
     assert np.array_equal(got["first_stage_model.decoder.conv_in.weight"], base["first_stage_model.decoder.conv_in.weight"])
     assert "gouache.assemble" in _header(out)[0]["__metadata__"]
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(g.InvalidInputError, match="output file exists.*overwrite=True"):
         g.assemble_checkpoint(d / "base.safetensors", d / "unet.safetensors", out)
     g.assemble_checkpoint(d / "base.safetensors", d / "unet.safetensors", out, overwrite=True)
     with pytest.raises(g.InvalidInputError, match="must differ"):
@@ -143,7 +143,7 @@ def test_cli_assemble(small, capsys):
     d, _, _ = small
     assert main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(d / "c.safetensors")
-    assert main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors")]) == 1
+    assert main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors")]) == 2
     assert "overwrite" in capsys.readouterr().err
 
 

@@ -19,15 +19,16 @@ so memory stays small and dtypes (F32, F16, BF16) are kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
 from ._errors import InvalidInputError
+from ._output import check_writable, write_atomic
 
 __all__ = ["assemble_checkpoint", "controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
 
@@ -172,8 +173,8 @@ def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, ove
             raise InvalidInputError(f"{what} checkpoint not found: {str(path)!r}")
         if d.resolve() == path.resolve():
             raise InvalidInputError(f"dst must differ from the {what} checkpoint ({str(path)!r})")
-    if d.exists() and not overwrite:
-        raise FileExistsError(f"{str(d)!r} exists; pass overwrite=True to replace it")
+    if d.exists():
+        check_writable([d], overwrite=overwrite)  # refuse before copying gigabytes
     try:
         b_header, b_start = _read_header(b)
         u_header, u_start = _read_header(u)
@@ -201,7 +202,7 @@ def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, ove
     for name, info in sorted(b_header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         entries.append((name, new[name], u, u_start) if name in new else (name, info, b, b_start))
     metadata = {"gouache.assemble": f"base {b.name}, unet {u.name}"}
-    _write_safetensors(d, entries, metadata)
+    _write_safetensors(d, entries, metadata, overwrite=overwrite)
     return d
 
 
@@ -298,11 +299,12 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
     _check_sdxl_depth(out)
 
     metadata["gouache.convert"] = f"controlnet_diffusers_to_ldm from {layout}"
-    _write_safetensors(dst, [(name, info, src, data_start) for name, info in out.items()], metadata)
+    _write_safetensors(dst, [(name, info, src, data_start) for name, info in out.items()], metadata, overwrite=True)
     return dst
 
 
-def _write_safetensors(dst: Path, entries: List[Tuple[str, dict, Path, int]], metadata: Dict[str, str]) -> None:
+def _write_safetensors(dst: Path, entries: List[Tuple[str, dict, Path, int]], metadata: Dict[str, str],
+                       *, overwrite: bool) -> None:
     """Write ``dst`` atomically from ``(name, header entry, source file, source data start)``
     entries: each tensor's bytes are copied from its source in chunks, in entry order."""
     header: Dict[str, dict] = {"__metadata__": metadata}
@@ -313,36 +315,26 @@ def _write_safetensors(dst: Path, entries: List[Tuple[str, dict, Path, int]], me
         offset += end - begin
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    files: Dict[Path, object] = {}
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f, contextlib.ExitStack() as stack:
+            sources: Dict[Path, BinaryIO] = {}
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
             for _name, info, src, start in entries:
-                if src not in files:
-                    files[src] = open(src, "rb")
-                s = files[src]
+                if src not in sources:
+                    sources[src] = stack.enter_context(open(src, "rb"))
                 begin, end = info["data_offsets"]
-                s.seek(start + begin)  # type: ignore[attr-defined]
+                sources[src].seek(start + begin)
                 left = end - begin
                 while left:
-                    chunk = s.read(min(left, 1 << 24))  # type: ignore[attr-defined]
+                    chunk = sources[src].read(min(left, 1 << 24))
                     if not chunk:
-                        raise ValueError(f"{str(src)!r} is truncated")
+                        raise InvalidInputError(f"{str(src)!r} is truncated")
                     f.write(chunk)
                     left -= len(chunk)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
-        for fh in files.values():
-            fh.close()  # type: ignore[attr-defined]
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dst, write, overwrite=overwrite)
