@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
 from ._errors import InvalidInputError
+from ._modelfile import safetensors_header
 from ._output import check_writable, write_atomic
 
 __all__ = ["assemble_checkpoint", "controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
@@ -175,11 +176,8 @@ def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, ove
             raise InvalidInputError(f"dst must differ from the {what} checkpoint ({str(path)!r})")
     if d.exists():
         check_writable([d], overwrite=overwrite)  # refuse before copying gigabytes
-    try:
-        b_header, b_start = _read_header(b)
-        u_header, u_start = _read_header(u)
-    except ValueError as exc:
-        raise InvalidInputError(str(exc)) from None
+    b_header, b_start = safetensors_header(b)
+    u_header, u_start = safetensors_header(u)
     b_header.pop("__metadata__", None)
     u_header.pop("__metadata__", None)
     renamed = _unet_names_to_ldm(list(u_header), f"unet {str(u)!r}")
@@ -204,23 +202,6 @@ def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, ove
     metadata = {"gouache.assemble": f"base {b.name}, unet {u.name}"}
     _write_safetensors(d, entries, metadata, overwrite=overwrite)
     return d
-
-
-def _read_header(path: Path) -> Tuple[dict, int]:
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise ValueError(f"{str(path)!r} is not a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n > 100 * 1024 * 1024:
-            raise ValueError(f"{str(path)!r} is not a safetensors file (header size {n})")
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{str(path)!r} is not a safetensors file: {exc}") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{str(path)!r} is not a safetensors file")
-    return header, 8 + n
 
 
 def _layout_of(names: List[str]) -> str:
@@ -270,7 +251,7 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
     src, dst = Path(src_path), Path(dst_path)
     if src.resolve() == dst.resolve():
         raise ValueError("dst_path must differ from src_path")
-    header, data_start = _read_header(src)
+    header, data_start = safetensors_header(src)
     metadata = {k: v for k, v in (header.pop("__metadata__", None) or {}).items() if not k.startswith("gouache.forge")}
     names = list(header)
     layout = _layout_of(names)

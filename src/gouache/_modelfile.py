@@ -65,13 +65,28 @@ def read_tensors(path: str | os.PathLike[str], what: str = "model file") -> dict
     return None
 
 
-def _read_safetensors(p: Path) -> dict[str, TensorInfo]:
+def safetensors_header(path: str | os.PathLike[str]) -> tuple[dict, int]:
+    """``(header, data start)`` of a safetensors file: the header dict as stored (with
+    ``__metadata__`` if present) and the byte offset its ``data_offsets`` count from."""
+    p = Path(path)
     with open(p, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
+        head = f.read(8)
+        if len(head) != 8:
+            raise InvalidInputError(f"{str(p)!r} is not a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > 100 * 1024 * 1024:
+            raise InvalidInputError(f"{str(p)!r} is not a safetensors file (header size {n})")
         try:
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"corrupt safetensors header in {str(p)!r}: {exc}") from None
+    if not isinstance(header, dict):
+        raise InvalidInputError(f"{str(p)!r} is not a safetensors file")
+    return header, 8 + n
+
+
+def _read_safetensors(p: Path) -> dict[str, TensorInfo]:
+    header, _ = safetensors_header(p)
     return {
         k: TensorInfo(str(v.get("dtype", "?")), tuple(int(x) for x in v.get("shape", ())))
         for k, v in header.items()

@@ -349,17 +349,13 @@ def _read_safetensors(path: Path):
 
     Not mmap: pages of a mapped file count in the process's RSS until it is unmapped, so a
     mapped read costs file size + cast copies at the peak; ``readinto`` costs one tensor."""
-    import json
-    import struct
+    from .._modelfile import safetensors_header
 
     torch = _torch()
+    header, base = safetensors_header(path)
+    header.pop("__metadata__", None)
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        base = 8 + n
-        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0] if kv[0] != "__metadata__" else -1):
-            if name == "__metadata__":
-                continue
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
             dtype = getattr(torch, _ST_DTYPES.get(info["dtype"], ""), None)
             if dtype is None:
                 raise InvalidInputError(f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which the torch engine"
@@ -421,7 +417,9 @@ def _load_controlnet(path: Path, cfg: Path, dtype):
 
     state = read_checkpoint(path, dtype)
     if any(k.startswith("controlnet_cond_embedding.") for k in state):
-        with _meta_init():
+        from accelerate import init_empty_weights  # weights come from the checkpoint: allocate none
+
+        with init_empty_weights():
             model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
@@ -430,13 +428,6 @@ def _load_controlnet(path: Path, cfg: Path, dtype):
         return model.to(dtype)
     return D.ControlNetModel.from_single_file(state, config=str(cfg), subfolder="controlnet",
                                               local_files_only=True, torch_dtype=dtype)
-
-
-def _meta_init():
-    """Build a model without allocating its weights (they come from the checkpoint)."""
-    from accelerate import init_empty_weights
-
-    return init_empty_weights()
 
 
 def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
