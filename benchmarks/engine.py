@@ -73,7 +73,7 @@ def conversion_ms() -> dict:
     """Copy a 1024x1024 RGB buffer the way the engine hands results over (and to PIL)."""
     import numpy as np
 
-    from gouache import _native
+    from gouache._sdcpp import native as _native
     from gouache._image import SDImage
 
     n = 1024 * 1024 * 3
@@ -89,7 +89,7 @@ def conversion_ms() -> dict:
         copy.append(t1 - t0)
         to_pil.append(t2 - t1)
     import gouache as g
-    from gouache._dispatch import dispatcher
+    from gouache._sdcpp.dispatch import dispatcher
 
     params = g.SDImageGenParams(prompt="a lighthouse", loras=[("x.safetensors", 1.0)], sample_params=g.SDSampleParams(sample_method="euler"))
     lower = []

@@ -105,7 +105,7 @@ def worker_flops(a) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gouache._engines.torch_configs import config_dir
+    from gouache._engines.torch.configs import config_dir
 
     cfg = UNet2DConditionModel.load_config(str(config_dir("sd1") / "unet"))
     lat = a.size // 8
@@ -164,7 +164,7 @@ def worker_diffusers(a) -> dict:
     import diffusers
     import torch
 
-    from gouache._engines.torch_configs import config_dir
+    from gouache._engines.torch.configs import config_dir
 
     torch.set_num_threads(a.threads)  # same thread count as every other row (torch's default here anyway)
     t0 = time.perf_counter()

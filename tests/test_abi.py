@@ -1,4 +1,4 @@
-"""ABI test: the ctypes declarations in gouache._native against the installed stable-diffusion.h.
+"""ABI test: the ctypes declarations in gouache._sdcpp.native against the installed stable-diffusion.h.
 
 A C probe is compiled with the system compiler against the header and prints the
 ``sizeof`` of every struct, the ``offsetof``/size of every field and the value of every
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gouache import _native
+from gouache._sdcpp import native as _native
 
 
 @pytest.fixture(scope="module")

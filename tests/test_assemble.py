@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache._convert_names import _unet_names_to_ldm, unet_name_to_ldm
+from gouache._modelfiles.convert import _unet_names_to_ldm, unet_name_to_ldm
 from gouache.testing import forge
 
 
@@ -45,7 +45,7 @@ def _diffusers_unet_shapes(family: str) -> dict[str, tuple]:
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from gouache._engines.torch_configs import FAMILIES
+    from gouache._engines.torch.configs import FAMILIES
 
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(FAMILIES[family]["unet/config.json"])

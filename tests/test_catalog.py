@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gouache import _catalog
-from gouache._catalog import (
+from gouache._modelfiles import catalog as _catalog
+from gouache._modelfiles.catalog import (
     MODEL_EXTENSIONS,
     RECIPES,
     DownloadError,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache import _modelfile
+from gouache._modelfiles import headers as _modelfile
 from gouache.testing import forge
 
 from .conftest import run_isolated

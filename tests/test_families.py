@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from gouache._errors import InvalidInputError
-from gouache._families import (
+from gouache._modelfiles.families import (
     Family,
     FamilyDefaults,
     ModelInfo,
@@ -19,8 +19,8 @@ from gouache._families import (
     inspect,
     is_few_step,
 )
-from gouache._modelfile import read_tensors
-from gouache._native import SampleMethod, Scheduler
+from gouache._modelfiles.headers import read_tensors
+from gouache._sdcpp.native import SampleMethod, Scheduler
 from gouache.testing import forge
 
 DM = "model.diffusion_model."

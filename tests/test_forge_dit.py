@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from gouache import _modelfile
+from gouache._modelfiles import headers as _modelfile
 from gouache.testing import forge
 
 

@@ -149,7 +149,7 @@ def test_upscaler_gives_4x():
 
 def test_convert_q8_0_gguf_loads_and_generates(tmp_path, tiny_model):
     gguf = forge.gguf(base="sd1_tiny", wtype="q8_0")
-    from gouache._modelfile import read_tensors
+    from gouache._modelfiles.headers import read_tensors
 
     types = {t.dtype for t in read_tensors(gguf).values()}
     assert "Q8_0" in types

@@ -164,14 +164,14 @@ except g.LibraryNotFoundError as exc:
 
 
 def test_library_override_is_used():
-    from gouache import _native
+    from gouache._sdcpp import native as _native
 
     real = _native.lib()._gouache_path
     res = run_isolated(
         f"""
 import os
 os.environ["GOUACHE_LIBRARY"] = {real!r}
-from gouache import _native
+from gouache._sdcpp import native as _native
 print(_native.lib()._gouache_path)
 """
     )

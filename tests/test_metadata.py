@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from gouache._errors import InvalidInputError
-from gouache._metadata import (
+from gouache._pipeline.infotext import (
     A1111_SAMPLER_NAMES,
     A1111_SCHEDULE_NAMES,
     engine_sampler_from_a1111,
@@ -20,7 +20,7 @@ from gouache._metadata import (
     read_parameters,
     split_a1111_sampler,
 )
-from gouache._native import SampleMethod, Scheduler
+from gouache._sdcpp.native import SampleMethod, Scheduler
 
 BASE = {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7.0, "Seed": 42, "Size": "512x512", "Model": "v1-5"}
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache import _native
-from gouache._dispatch import lib
+from gouache._sdcpp import native as _native
+from gouache._sdcpp.dispatch import lib
 
 
 def _fields(struct) -> dict:

@@ -10,7 +10,7 @@ Engine findings these tests pin down (stable-diffusion.cpp of stable-diffusion-c
   ``GOUACHE_SDXL_CONTROLNET_CANARY=1`` runs the abort itself in a subprocess (~40 s): when an
   engine upgrade makes it pass, the guard can go.
 * The engine reads only ``control_model.*`` ControlNet names with 1x1-conv projections; the
-  diffusers layout is converted by ``gouache._convert_names.controlnet_diffusers_to_ldm``, whose
+  diffusers layout is converted by ``gouache._modelfiles.convert.controlnet_diffusers_to_ldm``, whose
   output is loaded here (the guard bypassed: loading is safe, only a control image aborts).
 
 One SDXL context for the module (loading takes ~10-20 s on 2 cores; each 64x64 generation
@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache import _checks
-from gouache._convert_names import controlnet_diffusers_to_ldm, controlnet_name_to_ldm
+from gouache._sdcpp import checks as _checks
+from gouache._modelfiles.convert import controlnet_diffusers_to_ldm, controlnet_name_to_ldm
 from gouache.testing import forge
 
 from .conftest import run_isolated
@@ -178,7 +178,7 @@ def test_canary_engine_aborts_on_sdxl_controlnet(sdxl_model, converted_cn):
     proc = run_isolated(f"""
         import numpy as np
         import gouache as g
-        from gouache import _checks
+        from gouache._sdcpp import checks as _checks
         _checks._is_sdxl_unet = lambda tensors: False  # bypass the guard: this run is meant to abort
         ctx = g.SDContext(g.SDContextParams(model_path={str(sdxl_model)!r}, control_net_path={str(converted_cn)!r}))
         ctx.generate_image(g.SDImageGenParams(prompt="x", width={SIZE}, height={SIZE},

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gouache import _video
+from gouache._pipeline import video as _video
 from gouache._errors import GouacheError, InvalidInputError
 from gouache._image import SDImage
 from gouache._errors import MissingDependencyError
-from gouache._video import load_video_frames, save_video
+from gouache._pipeline.video import load_video_frames, save_video
 
 FORMATS = (".gif", ".webp", ".mp4")
 

@@ -13,10 +13,10 @@ per-call progress/preview callbacks, and checks that refuse inputs the engine wo
 crash on.
 """
 
-from ._context import SDContext, Upscaler, canny, convert_model, physical_cores, system_info, version
-from ._convert_names import assemble_checkpoint
-from ._dispatch import Preview, PreviewOptions, Progress
-from ._engine import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
+from ._sdcpp.handles import SDContext, Upscaler, canny, convert_model, physical_cores, system_info, version
+from ._modelfiles.convert import assemble_checkpoint
+from ._sdcpp.dispatch import Preview, PreviewOptions, Progress
+from ._engines.base import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
     EngineBusyError,
     EngineError,
@@ -27,10 +27,10 @@ from ._errors import (
     MissingDependencyError,
     ModelLoadError,
 )
-from ._families import Family, ModelInfo, inspect
+from ._modelfiles.families import Family, ModelInfo, inspect
 from ._image import SDImage
-from ._metadata import read_parameters
-from ._model import (
+from ._pipeline.infotext import read_parameters
+from ._pipeline.model import (
     GenerationResult,
     SDModel,
     VideoResult,
@@ -40,7 +40,7 @@ from ._model import (
     text_to_image,
     upscale,
 )
-from ._native import (
+from ._sdcpp.native import (
     CacheMode,
     HiresUpscaler,
     LogLevel,
@@ -52,7 +52,7 @@ from ._native import (
     Scheduler,
     SDType,
 )
-from ._params import (
+from ._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
     SDEmbedding,
@@ -65,7 +65,7 @@ from ._params import (
     SDVideoGenParams,
 )
 from ._version import __version__
-from ._video import save_video
+from ._pipeline.video import save_video
 
 __all__ = [
     "Cache",

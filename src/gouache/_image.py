@@ -9,7 +9,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _native
+from ._sdcpp import native as _native
 from ._errors import InvalidInputError
 
 _CHANNELS = (1, 3, 4)

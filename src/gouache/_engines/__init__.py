@@ -1,1 +1,1 @@
-"""Engine implementations of gouache._engine.Engine (imported by name, never by pipelines)."""
+"""Engine implementations of gouache._engines.base.Engine (imported by name, never by pipelines)."""

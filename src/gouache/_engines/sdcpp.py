@@ -6,13 +6,13 @@ import logging
 import time
 from typing import Any
 
-from .. import _engine as E
-from .._context import SDContext
-from .._dispatch import PreviewOptions, Progress
+from . import base as E
+from .._sdcpp.handles import SDContext
+from .._sdcpp.dispatch import PreviewOptions, Progress
 from .._errors import InvalidInputError
 from .._image import SDImage
-from .._native import PreviewMode, SampleMethod, Scheduler
-from .._params import (
+from .._sdcpp.native import PreviewMode, SampleMethod, Scheduler
+from .._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
     SDHiresParams,

@@ -144,7 +144,7 @@ class SDXLLightningPipeline:
     def load(self) -> "SDXLLightningPipeline":
         if self.model is not None:
             return self
-        from .._model import SDModel
+        from .._pipeline.model import SDModel
 
         c = self.config
         mem = MemoryConfig.from_preset(c.memory_preset)

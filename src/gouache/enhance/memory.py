@@ -19,9 +19,9 @@ import subprocess
 import sys
 from typing import Any, TextIO
 
-from .._engine import EngineOptions
+from .._engines.base import EngineOptions
 from .._errors import InvalidInputError
-from .._native import SDType
+from .._sdcpp.native import SDType
 
 log = logging.getLogger("gouache.enhance")
 

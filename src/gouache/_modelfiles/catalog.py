@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import GouacheError, InvalidInputError
-from ._errors import MissingDependencyError
+from .._errors import GouacheError, InvalidInputError
+from .._errors import MissingDependencyError
 
 __all__ = [
     "MODEL_EXTENSIONS",

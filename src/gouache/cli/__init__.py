@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    from ._engine import EngineOptions
+    from .._engines.base import EngineOptions
 
     threads: Any = a.threads if a.threads == "auto" else _int_arg("--threads", a.threads)
     return dict(
@@ -231,7 +231,7 @@ def _int_arg(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        from ._errors import InvalidInputError
+        from .._errors import InvalidInputError
 
         raise InvalidInputError(f"{name} must be an integer or 'auto'; got {value!r}") from None
 
@@ -256,7 +256,7 @@ def _is_float(s: str) -> bool:
 
 
 def _generate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    from ._engine import Cache, Guidance, Hires
+    from .._engines.base import Cache, Guidance, Hires
 
     kw: dict[str, Any] = dict(
         negative_prompt=a.negative_prompt, width=a.width, height=a.height, steps=a.steps, cfg_scale=a.cfg_scale,
@@ -288,7 +288,7 @@ def _child(conn, argv: list[str]) -> None:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.ERROR, format="%(name)s: %(message)s")
     try:
-        from ._model import SDModel, resolve_seed
+        from .._pipeline.model import SDModel, resolve_seed
 
         send = conn.send
         model_kwargs = _model_kwargs(a)
@@ -321,14 +321,14 @@ def _child(conn, argv: list[str]) -> None:
 def _control_image(a: argparse.Namespace):
     if not a.canny:
         return a.control_image
-    from ._context import canny
-    from ._image import SDImage
+    from .._sdcpp.handles import canny
+    from .._image import SDImage
 
     return canny(SDImage.open(a.control_image).with_channels(3)).to_pil()
 
 
 def _error_kind(exc: BaseException) -> str:
-    from ._errors import InvalidInputError
+    from .._errors import InvalidInputError
 
     return "usage" if isinstance(exc, InvalidInputError) else "runtime"
 
@@ -364,12 +364,12 @@ class _Progress:
 
 def _precheck(a: argparse.Namespace) -> None:
     """Check what can be checked before the engine process starts (no model load)."""
-    from ._engine import ModelFiles, engine_class, select_engine
-    from ._errors import InvalidInputError
+    from .._engines.base import ModelFiles, engine_class, select_engine
+    from .._errors import InvalidInputError
 
     engine = a.engine
     if engine == "auto" and a.model and Path(a.model).is_file():
-        from ._families import inspect
+        from .._modelfiles.families import inspect
 
         files = ModelFiles(model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker)
         engine, _ = select_engine("auto", inspect(a.model).family.value, files)
@@ -395,7 +395,7 @@ def _precheck(a: argparse.Namespace) -> None:
 
 
 def _run_generation(a: argparse.Namespace, argv: list[str]) -> int:
-    from ._output import check_writable, numbered_paths, save_image
+    from .._files import check_writable, numbered_paths, save_image
 
     _precheck(a)
     if a.command == "video":
@@ -430,7 +430,7 @@ def _run_generation(a: argparse.Namespace, argv: list[str]) -> int:
                 saved.append({"path": str(path), "seed": seed, "timings": timings})
                 last_params = params
             elif kind == "video":
-                from ._video import save_video
+                from .._pipeline.video import save_video
 
                 _, frames, seed, params, timings = msg
                 path = save_video(frames, paths[0], fps=a.fps, overwrite=a.overwrite)
@@ -467,8 +467,8 @@ class _Failure(Exception):
 
 
 def _run_upscale(a: argparse.Namespace) -> int:
-    from ._model import upscale
-    from ._output import save_image
+    from .._pipeline.model import upscale
+    from .._files import save_image
 
     threads: Any = a.threads if a.threads == "auto" else _int_arg("--threads", a.threads)
     image = upscale(a.image, a.model, factor=a.factor, tile_size=a.tile_size, threads=threads)
@@ -478,7 +478,7 @@ def _run_upscale(a: argparse.Namespace) -> int:
 
 
 def _run_convert(a: argparse.Namespace) -> int:
-    from ._context import convert_model
+    from .._sdcpp.handles import convert_model
 
     out = convert_model(a.input, a.output, output_type=a.type, vae_path=a.vae,
                         tensor_type_rules=a.tensor_type_rules, overwrite=a.overwrite)
@@ -487,7 +487,7 @@ def _run_convert(a: argparse.Namespace) -> int:
 
 
 def _run_assemble(a: argparse.Namespace) -> int:
-    from ._convert_names import assemble_checkpoint
+    from .._modelfiles.convert import assemble_checkpoint
 
     out = assemble_checkpoint(a.base, a.unet, a.output, overwrite=a.overwrite)
     _emit(a, {"path": str(out), "bytes": out.stat().st_size})
@@ -495,10 +495,11 @@ def _run_assemble(a: argparse.Namespace) -> int:
 
 
 def _run_info(a: argparse.Namespace) -> int:
-    from . import _native, physical_cores, system_info, version
+    from .. import physical_cores, system_info, version
+    from .._sdcpp import native as _native
 
     if a.model:
-        from ._families import inspect
+        from .._modelfiles.families import inspect
 
         info = inspect(a.model)
         data = {
@@ -509,13 +510,13 @@ def _run_info(a: argparse.Namespace) -> int:
         }
         from pathlib import Path as _P
 
-        from ._engine import ModelFiles, select_engine
+        from .._engines.base import ModelFiles, select_engine
 
         files = ModelFiles(model=_P(a.model))
         data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, files)
     else:
         v = version()
-        from ._engines.torch_engine import available, choose_precision
+        from .._engines.torch.engine import available, choose_precision
 
         torch_line = "not installed (pip install \"gouache[torch]\")"
         if available():
@@ -529,7 +530,7 @@ def _run_info(a: argparse.Namespace) -> int:
 
 
 def _run_models(a: argparse.Namespace) -> int:
-    from ._catalog import find_models
+    from .._modelfiles.catalog import find_models
 
     entries = find_models(a.root)
     if a.json:
@@ -541,7 +542,7 @@ def _run_models(a: argparse.Namespace) -> int:
 
 
 def _run_pull(a: argparse.Namespace) -> int:
-    from ._catalog import pull
+    from .._modelfiles.catalog import pull
 
     path = pull(a.name, a.filename, revision=a.revision, cache_dir=a.dir)
     _emit(a, {"path": str(path)})
@@ -549,8 +550,8 @@ def _run_pull(a: argparse.Namespace) -> int:
 
 
 def _run_enhance(a: argparse.Namespace) -> int:
-    from .enhance import EnhanceConfig, EnhanceService
-    from ._output import check_writable, save_image
+    from ..enhance import EnhanceConfig, EnhanceService
+    from .._files import check_writable, save_image
 
     preset = {"t4_gpu": EnhanceConfig.for_t4_gpu, "quality": EnhanceConfig.for_quality,
               "speed": EnhanceConfig.for_speed, "cpu": EnhanceConfig.for_cpu}[a.preset]
@@ -561,7 +562,7 @@ def _run_enhance(a: argparse.Namespace) -> int:
     views = [Path(v) for v in a.views]
     missing = [str(v) for v in views if not v.is_file()]
     if missing:
-        from ._errors import InvalidInputError
+        from .._errors import InvalidInputError
 
         raise InvalidInputError(f"view files not found: {', '.join(missing)}")
     a.out.mkdir(parents=True, exist_ok=True)
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(name)s: %(message)s")
     if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video") and not a.model and not a.diffusion_model:
         parser.error(f"{a.command}: give -m/--model or --diffusion-model")
-    from ._errors import GouacheError, InvalidInputError
+    from .._errors import GouacheError, InvalidInputError
 
     try:
         if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):

@@ -9,12 +9,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import _checks, _modelfile, _native
-from ._dispatch import PreviewCallback, PreviewOptions, ProgressCallback, dispatcher
-from ._errors import EngineBusyError, GenerationError, InvalidInputError, ModelLoadError
-from ._image import ImageLike, SDImage
-from ._native import SampleMethod, Scheduler, SDType
-from ._params import SDContextParams, SDImageGenParams, SDVideoGenParams, coerce_image
+from . import checks as _checks
+from . import native as _native
+from .._modelfiles import headers as _modelfile
+from .dispatch import PreviewCallback, PreviewOptions, ProgressCallback, dispatcher
+from .._errors import EngineBusyError, GenerationError, InvalidInputError, ModelLoadError
+from .._image import ImageLike, SDImage
+from .native import SampleMethod, Scheduler, SDType
+from .params import SDContextParams, SDImageGenParams, SDVideoGenParams, coerce_image
 
 
 def _take_images(ptr: Any, count: int) -> list[SDImage]:

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import _engine as E
-from .._errors import InvalidInputError, MissingDependencyError
+from .. import base as E
+from ..._errors import InvalidInputError, MissingDependencyError
 
 log = logging.getLogger("gouache.torch")
 
@@ -330,7 +330,7 @@ def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
     def cast(t):
         return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
 
-    from .._modelfile import sniff
+    from ..._modelfiles.headers import sniff
 
     if sniff(path) == "safetensors":
         return {name: cast(t) for name, t in _read_safetensors(path)}
@@ -349,7 +349,7 @@ def _read_safetensors(path: Path):
 
     Not mmap: pages of a mapped file count in the process's RSS until it is unmapped, so a
     mapped read costs file size + cast copies at the peak; ``readinto`` costs one tensor."""
-    from .._modelfile import safetensors_header
+    from ..._modelfiles.headers import safetensors_header
 
     torch = _torch()
     header, base = safetensors_header(path)
@@ -435,9 +435,9 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
     torch = _torch()
     import diffusers as D
 
-    from .._families import inspect
-    from .._modelfile import sniff
-    from .torch_configs import config_dir
+    from ..._modelfiles.families import inspect
+    from ..._modelfiles.headers import sniff
+    from .configs import config_dir
 
     if files.model is None:
         raise InvalidInputError("the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
@@ -500,7 +500,7 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
 @functools.lru_cache(maxsize=1)
 def _physical_cores() -> int:
     try:
-        from .._context import physical_cores
+        from ..._sdcpp.handles import physical_cores
 
         return physical_cores()
     except Exception:  # noqa: BLE001 - the sdcpp library may be missing; fall back to the OS count

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import GouacheError, InvalidInputError, MissingDependencyError
-from ._image import SDImage
+from .._errors import GouacheError, InvalidInputError, MissingDependencyError
+from .._image import SDImage
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image

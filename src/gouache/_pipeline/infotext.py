@@ -22,8 +22,8 @@ from collections.abc import Mapping
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from ._errors import InvalidInputError
-from ._modelfile import check_file
+from .._errors import InvalidInputError
+from .._modelfiles.headers import check_file
 
 __all__ = [
     "A1111_SAMPLER_NAMES",

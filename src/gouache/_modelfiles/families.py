@@ -22,8 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
 
-from ._errors import InvalidInputError
-from ._modelfile import TensorInfo, check_file, read_tensors, sniff, strip_prefix
+from .._errors import InvalidInputError
+from .headers import TensorInfo, check_file, read_tensors, sniff, strip_prefix
 
 __all__ = [
     "Family",
@@ -360,7 +360,7 @@ def _family_from_filename(path: Path) -> Family:
 def detect_family(tensors: Tensors | None, path: str | os.PathLike[str] | None = None) -> tuple[Family, str | None]:
     """``(family, variant)`` of a model from its tensor names and shapes.
 
-    ``tensors`` is what :func:`gouache._modelfile.read_tensors` returns; ``None`` (a pickled
+    ``tensors`` is what :func:`gouache._modelfiles.headers.read_tensors` returns; ``None`` (a pickled
     checkpoint) falls back to hints in the file name.  ``path`` also separates architectures
     that share tensors (Flux Kontext, Wan 2.2 T2V).  ``variant`` names the sub-model where
     known: ``"sdxs_512_ds"``, ``"tiny_unet"``, ``"sdxs_09"``, ``"ssd1b"``, ``"vega"``,

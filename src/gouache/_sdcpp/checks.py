@@ -20,10 +20,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from . import _modelfile
-from ._errors import InvalidInputError
-from ._native import HiresUpscaler
-from ._params import SDContextParams, SDImageGenParams, SDSampleParams, SDVideoGenParams, lora_list
+from .._modelfiles import headers as _modelfile
+from .._errors import InvalidInputError
+from .native import HiresUpscaler
+from .params import SDContextParams, SDImageGenParams, SDSampleParams, SDVideoGenParams, lora_list
 
 #: Largest accepted width/height in pixels (the engine's tensors overflow far beyond this).
 MAX_SIDE = 16384
@@ -130,7 +130,7 @@ def check_context_params(p: SDContextParams) -> dict[str, Any]:
 
 
 def check_sample_params(s: SDSampleParams, prefix: str = "sample_params", *, allow_unset_steps: bool = False) -> None:
-    from ._native import SampleMethod, Scheduler
+    from .native import SampleMethod, Scheduler
 
     if not (allow_unset_steps and s.sample_steps == -1):  # -1: same as the low-noise steps
         _int_in(f"{prefix}.sample_steps", s.sample_steps, 1, MAX_STEPS)
@@ -210,7 +210,7 @@ def check_image_gen(g: SDImageGenParams, *, vae_decode_only: bool) -> None:
     _int_in("vae_tiling_params.tile_size_x", t.tile_size_x, 0, MAX_SIDE)
     _int_in("vae_tiling_params.tile_size_y", t.tile_size_y, 0, MAX_SIDE)
     _float_in("vae_tiling_params.target_overlap", t.target_overlap, 0.0, 1.0)
-    from ._native import CacheMode
+    from .native import CacheMode
 
     CacheMode.parse(g.cache.mode)
 

@@ -27,11 +27,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from . import _native
-from ._errors import EngineBusyError
+from . import native as _native
+from .._errors import EngineBusyError
 
 if TYPE_CHECKING:
-    from ._image import SDImage
+    from .._image import SDImage
 
 #: Logger that receives every engine log line, at the engine's level.
 engine_logger = logging.getLogger("gouache.engine")
@@ -195,7 +195,7 @@ class Dispatcher:
         if call is None or call.preview is None or call.error is not None:
             return
         try:
-            from ._image import SDImage
+            from .._image import SDImage
 
             images = [SDImage._copy_from_c(frames[i]) for i in range(max(0, int(frame_count)))]
             call.preview(Preview(int(step), images, bool(noisy)))

@@ -15,8 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from . import _sizing
-from ._engine import (
+from . import sizing as _sizing
+from .._engines.base import (
     Cache,
     EngineOptions,
     Guidance,
@@ -32,8 +32,8 @@ from ._engine import (
     load_engine,
     select_engine,
 )
-from ._errors import InvalidInputError
-from ._image import SDImage
+from .._errors import InvalidInputError
+from .._image import SDImage
 
 log = logging.getLogger("gouache")
 
@@ -67,7 +67,7 @@ class GenerationResult:
     def save(self, path: PathLike, *, overwrite: bool = False) -> list[Path]:
         """Save every image (``out.png``, or ``out-1.png`` ... for a batch) atomically with
         its parameters; existing files are refused unless ``overwrite``."""
-        from ._output import check_writable, numbered_paths, save_image
+        from .._files import check_writable, numbered_paths, save_image
 
         paths = numbered_paths(path, len(self.images))
         check_writable(paths, overwrite=overwrite)
@@ -85,7 +85,7 @@ class VideoResult:
 
     def save(self, path: PathLike, fps: int = 16, *, overwrite: bool = False) -> Path:
         """Write the frames as MP4, animated WebP or GIF (by extension)."""
-        from ._video import save_video
+        from .video import save_video
 
         return save_video(self.frames, path, fps=fps, overwrite=overwrite)
 
@@ -249,7 +249,7 @@ class SDModel:
         self.threads = _threads(threads)
         self.weight_type = weight_type
         self.options = options
-        from ._families import inspect
+        from .._modelfiles.families import inspect
 
         main_file = self.files.model or self.files.diffusion_model
         self.info = inspect(main_file)
@@ -440,7 +440,7 @@ class SDModel:
             return LoraSpec(p, w)
         if self.lora_dir is None:
             raise InvalidInputError(f"LoRA {str(path_or_name)!r} not found (give a file path, or SDModel(lora_dir=...) to resolve names)")
-        from ._catalog import resolve_lora
+        from .._modelfiles.catalog import resolve_lora
 
         return LoraSpec(resolve_lora(str(path_or_name), self.lora_dir), w)
 
@@ -490,7 +490,7 @@ class SDModel:
         return p
 
     def _infotext(self, p: dict[str, Any], seed: int) -> str:
-        from ._metadata import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, format_infotext
+        from .infotext import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, format_infotext
 
         fields: dict[str, Any] = {
             "Steps": p["steps"],
@@ -507,7 +507,7 @@ class SDModel:
         if p["loras"]:
             fields["Lora weights"] = ", ".join(f"{Path(x).stem}: {_num(w)}" for x, w in p["loras"])
         fields["Engine"] = p["engine"]
-        from ._version import __version__
+        from .._version import __version__
 
         fields["Version"] = f"gouache {__version__}"
         return format_infotext(p["prompt"], p["negative_prompt"], fields)
@@ -644,7 +644,7 @@ def generate_video(model: PathLike | None = None, prompt: str = "", *, model_kwa
 def upscale(image: ImageInput, model: PathLike, *, factor: int | None = None, tile_size: int = 128,
             threads: int | str = "auto") -> Image.Image:
     """Upscale a picture with an ESRGAN model file (``factor``: the model's own by default)."""
-    from ._context import Upscaler
+    from .._sdcpp.handles import Upscaler
 
     with Upscaler(model, n_threads=_threads(threads), tile_size=tile_size) as up:
         return up.upscale(_rgb(image, "image"), factor).to_pil()

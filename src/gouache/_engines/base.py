@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 
 #: Engines gouache knows, by name -> module that defines ``create_engine``.
-ENGINES = {"sdcpp": "gouache._engines.sdcpp", "torch": "gouache._engines.torch_engine"}
+ENGINES = {"sdcpp": "gouache._engines.sdcpp", "torch": "gouache._engines.torch.engine"}
 
 
 # --------------------------------------------------------------------------- options and inputs
@@ -262,7 +262,7 @@ def select_engine(requested: str, family: str, files: ModelFiles) -> tuple[str, 
     if requested != "auto":
         engine_class(requested)  # validates the name
         return requested, f"engine={requested} requested"
-    from ._engines.torch_engine import explain
+    from .torch.engine import explain
 
     if files.model is None or any(getattr(files, f) is not None for f in ("clip_l", "clip_g", "t5xxl", "photo_maker")):
         return "sdcpp", "model ships as parts: sdcpp"

@@ -39,7 +39,7 @@ from ctypes import (
 )
 from pathlib import Path
 
-from ._errors import InvalidInputError, LibraryNotFoundError
+from .._errors import InvalidInputError, LibraryNotFoundError
 
 #: Environment variable naming the shared library to load instead of the bundled one.
 LIBRARY_ENV = "GOUACHE_LIBRARY"

@@ -27,9 +27,9 @@ import struct
 from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
-from ._errors import InvalidInputError
-from ._modelfile import safetensors_header
-from ._output import check_writable, write_atomic
+from .._errors import InvalidInputError
+from .headers import safetensors_header
+from .._files import check_writable, write_atomic
 
 __all__ = ["assemble_checkpoint", "controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
 

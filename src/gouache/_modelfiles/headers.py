@@ -8,7 +8,7 @@ import os
 import struct
 from pathlib import Path
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 
 #: File kinds the engine reads.
 KINDS = ("safetensors", "gguf", "ckpt")

@@ -709,8 +709,8 @@ _GGUF_BASES = {"sd1": sd1, "sd1_tiny": sd1_tiny}
 def gguf(*, base: str = "sd1_tiny", wtype: str = "q8_0", seed: int = 0) -> Path:
     """A quantized GGUF of a forged model, made by the engine's own converter
     (:func:`gouache.convert_model`), cached like every forged file."""
-    from .._context import convert_model
-    from .._native import SDType
+    from ..._sdcpp.handles import convert_model
+    from ..._sdcpp.native import SDType
 
     if base not in _GGUF_BASES:
         raise ValueError(f"base must be one of {sorted(_GGUF_BASES)}, got {base!r}")
@@ -1008,8 +1008,8 @@ def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
     The f16 source is written to a temporary file and deleted afterwards unless it is already
     cached, so only the quantized file stays (~0.8 GB for q4_0).
     """
-    from .._context import convert_model
-    from .._native import SDType
+    from ..._sdcpp.handles import convert_model
+    from ..._sdcpp.native import SDType
 
     engine_type = SDType.parse(wtype).engine_name
     src_spec = {"dtype": "f16", "seed": int(seed)}
@@ -1267,7 +1267,7 @@ def controlnet_sdxl_diffusers(*, dtype: str = "f16", seed: int = 0) -> Path:
     """The SDXL ControlNet of :func:`controlnet_sdxl` in the diffusers layout it is usually
     published in (``controlnet_cond_embedding.*``, ``down_blocks.*``, ``controlnet_down_blocks.*``,
     ``mid_block.*``, ``controlnet_mid_block.*``; linear projections).  The engine cannot load this
-    layout; convert it with :func:`gouache._convert_names.controlnet_diffusers_to_ldm`.  ~2.5 GB in f16.
+    layout; convert it with :func:`gouache._modelfiles.convert.controlnet_diffusers_to_ldm`.  ~2.5 GB in f16.
     """
     return _make("controlnet_sdxl_diffusers", {"dtype": _check_dtype(dtype), "seed": int(seed)})
 

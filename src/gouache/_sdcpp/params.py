@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from . import _native
-from ._errors import InvalidInputError
-from ._image import ImageLike, SDImage
-from ._native import (
+from . import native as _native
+from .._errors import InvalidInputError
+from .._image import ImageLike, SDImage
+from .native import (
     CacheMode,
     HiresUpscaler,
     LoraApplyMode,
@@ -115,7 +115,7 @@ def _engine_str(fn_name: str, lowered: Lowered[Any]) -> str:
 
 
 def _dispatch_lib():
-    from ._dispatch import lib
+    from .dispatch import lib
 
     return lib()
 

@@ -17,7 +17,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from .._errors import InvalidInputError
+from ..._errors import InvalidInputError
 
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
@@ -136,7 +136,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 @functools.lru_cache(maxsize=1)
 def clip_tokenizer_files() -> tuple[str, str]:
     """``(vocab.json text, merges.txt text)`` of the CLIP tokenizer, built from the shipped BPE."""
-    raw = resources.files("gouache._engines").joinpath("torch_assets/bpe_simple_vocab_16e6.txt.gz").read_bytes()
+    raw = resources.files("gouache._engines.torch").joinpath("assets/bpe_simple_vocab_16e6.txt.gz").read_bytes()
     lines = gzip.decompress(raw).decode("utf-8").split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
     vocab = list(_bytes_to_unicode().values())

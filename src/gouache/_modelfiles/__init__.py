@@ -1,0 +1,1 @@
+"""Model-file knowledge: header reading, family detection and defaults, catalogs, conversion."""

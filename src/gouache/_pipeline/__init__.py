@@ -1,0 +1,1 @@
+"""The pipeline: SDModel, requests, results, sizing, infotext, video files."""
