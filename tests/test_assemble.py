@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache._modelfiles.convert import _unet_names_to_ldm, unet_name_to_ldm
+from gouache._modelfiles.assemble import _unet_names_to_ldm
+from gouache._modelfiles.convert import unet_name_to_ldm
 from gouache.testing import forge
 
 

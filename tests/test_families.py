@@ -10,15 +10,9 @@ from collections import Counter
 import pytest
 
 from gouache._errors import InvalidInputError
-from gouache._modelfiles.families import (
-    Family,
-    FamilyDefaults,
-    ModelInfo,
-    defaults_for,
-    detect_family,
-    inspect,
-    is_few_step,
-)
+from gouache._modelfiles.defaults import FamilyDefaults, defaults_for
+from gouache._modelfiles.families import Family, detect_family, is_few_step
+from gouache._modelfiles.inspect import ModelInfo, inspect
 from gouache._modelfiles.headers import read_tensors
 from gouache._sdcpp.native import SampleMethod, Scheduler
 from gouache.testing import forge

@@ -10,6 +10,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from gouache.testing import forge
+from gouache.testing.forge import io as forge_io
+from gouache.testing.forge.sd1_family import _ldm_to_diffusers_block
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_failed_write_leaves_nothing(cache, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(forge, "_materialize", boom)
+    monkeypatch.setattr(forge_io, "_materialize", boom)
     with pytest.raises(RuntimeError, match="boom"):
         forge.taesd()
     assert os.listdir(cache) == []
@@ -194,7 +196,7 @@ def test_controlnet_layout():
 
 
 def test_kohya_block_names_match_engine_table():
-    to_diffusers = forge._ldm_to_diffusers_block
+    to_diffusers = _ldm_to_diffusers_block
     assert to_diffusers("input_blocks.1.1.proj_in") == "down_blocks.0.attentions.0.proj_in"
     assert to_diffusers("input_blocks.8.1.proj_in") == "down_blocks.2.attentions.1.proj_in"
     assert to_diffusers("output_blocks.0.1.proj_in") == "up_blocks.0.attentions.0.proj_in"

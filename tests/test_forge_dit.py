@@ -15,6 +15,8 @@ from safetensors import safe_open
 
 from gouache._modelfiles import headers as _modelfile
 from gouache.testing import forge
+from gouache.testing.forge import blocks, dit_family
+from gouache.testing.forge.io import _spec_path
 
 
 @pytest.fixture
@@ -99,8 +101,8 @@ def test_kl_halves_match_the_sd_vae():
     halves = {
         n: s
         for part in (
-            forge._kl_encoder("encoder", 128, (1, 2, 4, 4), 2, 4),
-            forge._kl_decoder("decoder", 128, (1, 2, 4, 4), 2, 4),
+            blocks._kl_encoder("encoder", 128, (1, 2, 4, 4), 2, 4),
+            blocks._kl_decoder("decoder", 128, (1, 2, 4, 4), 2, 4),
         )
         for n, s, _ in part
     }
@@ -181,7 +183,7 @@ def test_small_dit_files_cached_by_spec(cache):
     again = forge.flux(dtype="f16", seed=0, depth=1, depth_single=1, hidden=256, guidance=True)
     assert again == files["flux"] and again.stat().st_mtime_ns == st.st_mtime_ns
     assert forge.flux(seed=1) != files["flux"]
-    assert forge._spec_path("flux", {"dtype": "f16", "seed": 0, "depth": 1, "depth_single": 1, "hidden": 256,
+    assert _spec_path("flux", {"dtype": "f16", "seed": 0, "depth": 1, "depth_single": 1, "hidden": 256,
                                      "guidance": True}) == files["flux"]
     with safe_open(str(files["flux"]), framework="numpy") as f:
         assert f.get_slice("double_blocks.0.img_attn.qkv.weight").get_dtype() == "F16"
@@ -201,7 +203,7 @@ def test_wan_gguf_pipeline(cache, monkeypatch):
     Run on a 30-block miniature (narrow widths) so that no 2.8 GB source is written here.
     """
     mini = dict(forge.WAN21_1_3B, dim=64, ffn_dim=64, num_heads=1, text_dim=64)
-    monkeypatch.setattr(forge, "WAN21_1_3B", mini)
+    monkeypatch.setattr(dit_family, "WAN21_1_3B", mini)
     p = forge.wan21_t2v_gguf(wtype="q8_0")
     assert re.fullmatch(r"gguf_wan21_t2v_q8_0-[0-9a-f]{12}\.gguf", p.name)
     assert os.listdir(cache) == [p.name]  # the temporary f16 source is gone

@@ -164,15 +164,15 @@ except g.LibraryNotFoundError as exc:
 
 
 def test_library_override_is_used():
-    from gouache._sdcpp import native as _native
+    from gouache._sdcpp import library
 
-    real = _native.lib()._gouache_path
+    real = library.library_path()
     res = run_isolated(
         f"""
 import os
 os.environ["GOUACHE_LIBRARY"] = {real!r}
-from gouache._sdcpp import native as _native
-print(_native.lib()._gouache_path)
+from gouache._sdcpp.library import library_path
+print(library_path())
 """
     )
     assert res.returncode == 0 and res.stdout.strip() == real, res.stderr

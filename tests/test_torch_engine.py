@@ -30,7 +30,7 @@ def torch_model(full_model):
 
 
 def test_engine_and_precision_are_chosen(torch_model):
-    from gouache._engines.torch.engine import cpu_has_bf16
+    from gouache._engines.torch.runtime import cpu_has_bf16
 
     assert torch_model.engine_name == "torch"
     eng = torch_model._engine
@@ -165,7 +165,7 @@ def test_read_checkpoint_streams_and_casts(tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from gouache._engines.torch.engine import read_checkpoint
+    from gouache._engines.torch.loading import read_checkpoint
 
     src = {"a": torch.randn(3, 4, dtype=torch.float16), "b": torch.arange(5, dtype=torch.int64),
            "c": torch.randn(2, 2, 2), "empty": torch.zeros(0, 3)}

@@ -13,8 +13,9 @@ per-call progress/preview callbacks, and checks that refuse inputs the engine wo
 crash on.
 """
 
-from ._sdcpp.handles import SDContext, Upscaler, canny, convert_model, physical_cores, system_info, version
-from ._modelfiles.convert import assemble_checkpoint
+from ._sdcpp.functions import canny, convert_model, physical_cores, system_info, version
+from ._sdcpp.handles import SDContext, Upscaler
+from ._modelfiles.assemble import assemble_checkpoint
 from ._sdcpp.dispatch import Preview, PreviewOptions, Progress
 from ._engines.base import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
@@ -27,19 +28,13 @@ from ._errors import (
     MissingDependencyError,
     ModelLoadError,
 )
-from ._modelfiles.families import Family, ModelInfo, inspect
+from ._modelfiles.families import Family
+from ._modelfiles.inspect import ModelInfo, inspect
 from ._image import SDImage
 from ._pipeline.infotext import read_parameters
-from ._pipeline.model import (
-    GenerationResult,
-    SDModel,
-    VideoResult,
-    generate_video,
-    image_to_image,
-    inpaint,
-    text_to_image,
-    upscale,
-)
+from ._pipeline.model import SDModel
+from ._pipeline.oneshot import generate_video, image_to_image, inpaint, text_to_image, upscale
+from ._pipeline.results import GenerationResult, VideoResult
 from ._sdcpp.native import (
     CacheMode,
     HiresUpscaler,
@@ -52,17 +47,16 @@ from ._sdcpp.native import (
     Scheduler,
     SDType,
 )
+from ._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
 from ._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
     SDEmbedding,
     SDHiresParams,
-    SDImageGenParams,
     SDLora,
     SDPhotoMakerParams,
     SDSampleParams,
     SDTilingParams,
-    SDVideoGenParams,
 )
 from ._version import __version__
 from ._pipeline.video import save_video

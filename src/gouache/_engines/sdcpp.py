@@ -12,16 +12,15 @@ from .._sdcpp.dispatch import PreviewOptions, Progress
 from .._errors import InvalidInputError
 from .._image import SDImage
 from .._sdcpp.native import PreviewMode, SampleMethod, Scheduler
+from .._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
 from .._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
     SDHiresParams,
-    SDImageGenParams,
     SDLora,
     SDPhotoMakerParams,
     SDSampleParams,
     SDTilingParams,
-    SDVideoGenParams,
 )
 
 

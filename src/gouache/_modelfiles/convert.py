@@ -29,9 +29,9 @@ from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
 from .._errors import InvalidInputError
 from .headers import safetensors_header
-from .._files import check_writable, write_atomic
+from .writer import copy_tensors
 
-__all__ = ["assemble_checkpoint", "controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
+__all__ = ["controlnet_diffusers_to_ldm", "controlnet_name_to_ldm", "unet_name_to_ldm"]
 
 _PREFIX = "control_model."
 _RESNET = {
@@ -127,83 +127,6 @@ def unet_name_to_ldm(name: str, layers_per_block: int = 2, attention_up_blocks: 
     return None if cn is None else _UNET_PREFIX + cn[len(_PREFIX):]
 
 
-def _unet_names_to_ldm(names: List[str], what: str) -> Dict[str, str]:
-    """``{file name: model.diffusion_model.* name}`` for a UNet-only file in the diffusers
-    layout (``down_blocks.*``, optionally under ``unet.``) or the ldm layout (``input_blocks.*``,
-    optionally under ``model.diffusion_model.``)."""
-    if any(".input_blocks." in f".{n}" for n in names):
-        return {n: n if n.startswith(_UNET_PREFIX) else _UNET_PREFIX + n for n in names}
-    bare = {n: n[len("unet."):] if n.startswith("unet.") else n for n in names}
-    if not any(b.startswith("down_blocks.") for b in bare.values()):
-        raise InvalidInputError(f"{what} is not a UNet: it has neither diffusers (down_blocks.*) nor ldm"
-                                " (input_blocks.*) UNet tensors")
-    resnets = {int(m.group(1)) for b in bare.values() if (m := re.match(r"down_blocks\.0\.resnets\.(\d+)\.", b))}
-    attn_up = frozenset(int(m.group(1)) for b in bare.values() if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", b)))
-    out: Dict[str, str] = {}
-    unknown = []
-    for n, b in bare.items():
-        new = unet_name_to_ldm(b, len(resnets) or 2, attn_up)
-        if new is None:
-            unknown.append(n)
-        else:
-            out[n] = new
-    if unknown:
-        more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
-        raise InvalidInputError(f"{what}: tensors with no place in an ldm UNet: {', '.join(sorted(unknown)[:8])}{more}")
-    return out
-
-
-def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``dst``: the single-file checkpoint ``base`` with its UNet replaced by ``unet``.
-
-    For models published as a UNet only, such as SDXL-Lightning's
-    ``sdxl_lightning_4step_unet.safetensors`` (diffusers layout): ``base`` is the full base
-    checkpoint (``sd_xl_base_1.0.safetensors``, ldm names), and the result is one file that
-    every engine loads (text encoders and VAE from ``base``, UNet from ``unet``).
-
-    ``unet`` may use diffusers names (``down_blocks.*``, optionally under ``unet.``) or ldm
-    names (``input_blocks.*``, optionally under ``model.diffusion_model.``).  Every UNet tensor
-    of ``base`` must be replaced by one of the same shape: otherwise the two files are of
-    different architectures and :class:`gouache.InvalidInputError` lists the differences.
-    Tensor bytes are copied unchanged (dtypes kept), in chunks, so memory stays small; the
-    write is atomic and an existing ``dst`` is kept unless ``overwrite=True``.  Returns ``dst``.
-    """
-    b, u, d = Path(base), Path(unet), Path(dst)
-    for path, what in ((b, "base"), (u, "unet")):
-        if not path.is_file():
-            raise InvalidInputError(f"{what} checkpoint not found: {str(path)!r}")
-        if d.resolve() == path.resolve():
-            raise InvalidInputError(f"dst must differ from the {what} checkpoint ({str(path)!r})")
-    if d.exists():
-        check_writable([d], overwrite=overwrite)  # refuse before copying gigabytes
-    b_header, b_start = safetensors_header(b)
-    u_header, u_start = safetensors_header(u)
-    b_header.pop("__metadata__", None)
-    u_header.pop("__metadata__", None)
-    renamed = _unet_names_to_ldm(list(u_header), f"unet {str(u)!r}")
-    new = {renamed[n]: u_header[n] for n in u_header}
-    old = {n: v for n, v in b_header.items() if n.startswith(_UNET_PREFIX)}
-    if not old:
-        raise InvalidInputError(f"base {str(b)!r} has no UNet (no {_UNET_PREFIX}* tensors); pass a full checkpoint")
-    missing = sorted(set(old) - set(new))
-    extra = sorted(set(new) - set(old))
-    shapes = sorted(n for n in set(old) & set(new) if list(old[n]["shape"]) != list(new[n]["shape"]))
-    if missing or extra or shapes:
-        parts = []
-        for label, names in (("missing from unet", missing), ("not in base", extra), ("shape differs", shapes)):
-            if names:
-                more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-                parts.append(f"{label}: {', '.join(names[:3])}{more}")
-        raise InvalidInputError(f"unet {str(u)!r} does not fit base {str(b)!r} (a UNet of another architecture?): "
-                                + "; ".join(parts))
-    entries = []
-    for name, info in sorted(b_header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        entries.append((name, new[name], u, u_start) if name in new else (name, info, b, b_start))
-    metadata = {"gouache.assemble": f"base {b.name}, unet {u.name}"}
-    _write_safetensors(d, entries, metadata, overwrite=overwrite)
-    return d
-
-
 def _layout_of(names: List[str]) -> str:
     if any(n.startswith(_PREFIX) or n.startswith(("input_hint_block.", "zero_convs.")) for n in names):
         return "ldm"
@@ -280,42 +203,4 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
     _check_sdxl_depth(out)
 
     metadata["gouache.convert"] = f"controlnet_diffusers_to_ldm from {layout}"
-    _write_safetensors(dst, [(name, info, src, data_start) for name, info in out.items()], metadata, overwrite=True)
-    return dst
-
-
-def _write_safetensors(dst: Path, entries: List[Tuple[str, dict, Path, int]], metadata: Dict[str, str],
-                       *, overwrite: bool) -> None:
-    """Write ``dst`` atomically from ``(name, header entry, source file, source data start)``
-    entries: each tensor's bytes are copied from its source in chunks, in entry order."""
-    header: Dict[str, dict] = {"__metadata__": metadata}
-    offset = 0
-    for name, info, _src, _start in entries:
-        begin, end = info["data_offsets"]
-        header[name] = {"dtype": info["dtype"], "shape": list(info["shape"]), "data_offsets": [offset, offset + end - begin]}
-        offset += end - begin
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f, contextlib.ExitStack() as stack:
-            sources: Dict[Path, BinaryIO] = {}
-            f.write(struct.pack("<Q", len(header_bytes)))
-            f.write(header_bytes)
-            for _name, info, src, start in entries:
-                if src not in sources:
-                    sources[src] = stack.enter_context(open(src, "rb"))
-                begin, end = info["data_offsets"]
-                sources[src].seek(start + begin)
-                left = end - begin
-                while left:
-                    chunk = sources[src].read(min(left, 1 << 24))
-                    if not chunk:
-                        raise InvalidInputError(f"{str(src)!r} is truncated")
-                    f.write(chunk)
-                    left -= len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(dst, write, overwrite=overwrite)
+    return copy_tensors(dst, [(name, info, src, data_start) for name, info in out.items()], metadata, overwrite=True)

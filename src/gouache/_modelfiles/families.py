@@ -1,37 +1,28 @@
-"""Model family detection from file headers (no weights are loaded), and per-family defaults.
+"""Model family detection from tensor names and shapes (no weights are loaded).
 
-:func:`inspect` reads a model file's tensor names, dtypes and shapes (safetensors / GGUF
-headers), decides which family it belongs to, whether it is a few-step (distilled) model,
-and which generation settings suit it.  Detection mirrors the engine's own
-``ModelLoader::get_sd_version`` (stable-diffusion.cpp ``src/model.cpp``), extended to
+:func:`detect_family` decides which family a model file belongs to, as the engine's own
+``ModelLoader::get_sd_version`` (stable-diffusion.cpp ``src/model.cpp``) does, extended to
 component files (ControlNet, LoRA, VAE, TAESD, ESRGAN, text encoders) and to
-diffusion-model-only files whose names lack the ``model.diffusion_model.`` prefix.
+diffusion-model-only files whose names lack the ``model.diffusion_model.`` prefix;
+:func:`is_few_step` says whether it is a distilled few-step model.  Defaults per family
+are in :mod:`.defaults`, the whole report of a file in :mod:`.inspect`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import re
-import struct
-from collections import Counter
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import BinaryIO
 
-from .._errors import InvalidInputError
-from .headers import TensorInfo, check_file, read_tensors, sniff, strip_prefix
+from .headers import TensorInfo, strip_prefix
 
 __all__ = [
+    "GENERATORS",
     "Family",
-    "FamilyDefaults",
-    "ModelInfo",
-    "defaults_for",
     "detect_family",
-    "inspect",
     "is_few_step",
 ]
 
@@ -436,264 +427,3 @@ def is_few_step(path: str | os.PathLike[str] | None, tensors: Tensors | None,
         return True
     values = ((metadata or {}).get(key) for key in _FEW_STEP_KEYS)
     return any(isinstance(v, str) and _mentions_few_step(v) for v in values)
-
-
-# --------------------------------------------------------------------------- defaults
-
-
-@dataclasses.dataclass(frozen=True)
-class FamilyDefaults:
-    """Generation settings that suit a model family.
-
-    ``sampler``/``scheduler`` are engine names, ``None`` meaning the engine's own choice for
-    the model.  ``distilled_guidance`` (Flux-style guidance embedding), ``flow_shift`` and
-    ``video_frames`` are ``None`` where they do not apply or the engine's default is right.
-    """
-
-    width: int
-    height: int
-    steps: int
-    cfg_scale: float
-    sampler: str | None = None
-    scheduler: str | None = None
-    distilled_guidance: float | None = None
-    flow_shift: float | None = None
-    video_frames: int | None = None
-
-
-_D = FamilyDefaults
-# Engine defaults (stable-diffusion.cpp sd_sample_params_init / sd_img_gen_params_init:
-# 20 steps, CFG 7, 512x512; sd_get_default_sample_method: euler_a for UNets, euler for DiTs).
-_ENGINE = _D(512, 512, 20, 7.0)
-_SD = _D(512, 512, 20, 7.0, "euler_a")
-_SDXL = _D(1024, 1024, 20, 7.0, "euler_a")  # SDXL is trained at 1024^2 (sd.cpp docs/sd.md runs -W 1024 -H 1024)
-_WAN = _D(832, 480, 30, 6.0, "euler", flow_shift=3.0, video_frames=33)
-
-# (family, few_step) -> defaults.  Sources:
-_DEFAULTS: dict[tuple[Family, bool], FamilyDefaults] = {
-    (Family.SD1, False): _SD,
-    (Family.SD1_INPAINT, False): _SD,
-    (Family.SD1_PIX2PIX, False): _SD,
-    # BK-SDM-Tiny-style tiny UNets are ordinary (multi-step) diffusion models.
-    (Family.SD1_TINY, False): _SD,
-    # SD1.5 LCM / Hyper / Turbo merges: sd.cpp docs/lcm.md (2-8 steps, CFG 1, lcm or euler_a).
-    (Family.SD1, True): _D(512, 512, 4, 1.0, "lcm"),
-    (Family.SD1_INPAINT, True): _D(512, 512, 4, 1.0, "lcm"),
-    # SDXS-512: sd.cpp docs/distilled_sd.md ("--cfg-scale 1 --steps 1 are mandatory").
-    (Family.SD1_TINY, True): _D(512, 512, 1, 1.0, "euler_a"),
-    (Family.SD2, False): _SD,  # 768x768 for v-prediction models, see defaults_for
-    (Family.SD2_INPAINT, False): _SD,
-    (Family.SD2_TINY, False): _SD,
-    # SD-Turbo (SD2.1 distilled): stabilityai/sd-turbo model card (1 step, guidance 0 = CFG 1 here).
-    (Family.SD2, True): _D(512, 512, 1, 1.0, "euler_a"),
-    (Family.SD2_TINY, True): _D(512, 512, 1, 1.0, "euler_a"),  # SDXS-512-0.9: docs/distilled_sd.md
-    (Family.SDXL, False): _SDXL,
-    (Family.SDXL_INPAINT, False): _SDXL,
-    (Family.SDXL_PIX2PIX, False): _SDXL,
-    (Family.SDXL_DISTILLED, False): _SDXL,
-    # SDXL-Lightning model card (4-step: Euler, sgm_uniform, CFG off).  Also fits Turbo/Hyper/DMD2
-    # merges at 1024; note the original SDXL-Turbo was trained at 512x512.
-    (Family.SDXL, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
-    (Family.SDXL_INPAINT, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
-    (Family.SDXL_DISTILLED, True): _D(1024, 1024, 4, 1.0, "euler", "sgm_uniform"),
-    # SD3/3.5: sd.cpp docs/sd3.md (1024^2, --cfg-scale 4.5, euler); 28 steps: SAI's SD3 model cards.
-    (Family.SD3, False): _D(1024, 1024, 28, 4.5, "euler"),
-    # SD3.5 Large Turbo model card: 4 steps, guidance 0 (= CFG 1 here).
-    (Family.SD3, True): _D(1024, 1024, 4, 1.0, "euler"),
-    # Flux.1 dev: sd.cpp docs/flux.md (CFG 1, euler, engine default 20 steps, guidance 3.5).
-    (Family.FLUX, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=3.5),
-    # Flux.1 schnell: sd.cpp docs/flux.md (--steps 4, CFG 1); schnell has no guidance input.
-    (Family.FLUX, True): _D(1024, 1024, 4, 1.0, "euler"),
-    # Flux.1 Fill dev model card: guidance 30.
-    (Family.FLUX_FILL, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=30.0),
-    # Flux.2 dev: sd.cpp docs/flux2.md (CFG 1, euler); guidance 4: FLUX.2-dev model card.
-    (Family.FLUX2, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=4.0),
-    # Flux.2 klein (distilled): sd.cpp docs/flux2.md (--cfg-scale 1 --steps 4).
-    (Family.FLUX2, True): _D(1024, 1024, 4, 1.0, "euler"),
-    # Wan2.1 T2V-1.3B: sd.cpp docs/wan.md (832x480, 33 frames, CFG 6, euler, --flow-shift 3);
-    # 30 steps sits between the docs' engine default (20) and Wan's reference (50).
-    (Family.WAN2_1, False): _WAN,
-    # Wan 2.2 A14B: sd.cpp docs/wan.md (CFG 3.5, 10 low-noise + 8 high-noise steps ~ 20, flow shift 3).
-    (Family.WAN2_2, False): dataclasses.replace(_WAN, steps=20, cfg_scale=3.5),
-    # Wan lightx2v / CausVid / Lightning distillations: 4 steps at CFG 1 (lightx2v model cards).
-    (Family.WAN2_1, True): dataclasses.replace(_WAN, steps=4, cfg_scale=1.0),
-    (Family.WAN2_2, True): dataclasses.replace(_WAN, steps=4, cfg_scale=1.0),
-}
-
-# (family, variant, few_step) -> defaults, where a sub-model differs from its family.
-_VARIANT_DEFAULTS: dict[tuple[Family, str, bool], FamilyDefaults] = {
-    # stabilityai/stable-diffusion-2(-1) 768-v models are trained at 768x768.
-    (Family.SD2, "768-v", False): _D(768, 768, 20, 7.0, "euler_a"),
-    # Model cards: SD3 Medium 28 steps CFG 7; SD3.5 Medium 40 steps CFG 4.5; SD3.5 Large 28 steps CFG 3.5.
-    (Family.SD3, "sd3_medium", False): _D(1024, 1024, 28, 7.0, "euler"),
-    (Family.SD3, "sd3.5_medium", False): _D(1024, 1024, 40, 4.5, "euler"),
-    (Family.SD3, "sd3.5_large", False): _D(1024, 1024, 28, 3.5, "euler"),
-    # Chroma: sd.cpp docs/chroma.md (CFG 4, euler; no guidance embedding).
-    (Family.FLUX, "chroma", False): _D(1024, 1024, 20, 4.0, "euler"),
-    # Flux.1 Kontext dev model card: guidance 2.5.
-    (Family.FLUX, "kontext", False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=2.5),
-    # Flux.2 klein base (undistilled): sd.cpp docs/flux2.md (--cfg-scale 4 --steps 20).
-    (Family.FLUX2, "klein", False): _D(1024, 1024, 20, 4.0, "euler"),
-    # Wan2.2 TI2V-5B: sd.cpp docs/wan.md (CFG 6, flow shift 3, 33 frames).
-    (Family.WAN2_2, "ti2v_5b", False): _WAN,
-}
-
-
-def defaults_for(family: Family | str, few_step: bool = False, *, variant: str | None = None) -> FamilyDefaults:
-    """Generation defaults for a family (and sub-model ``variant``, see :func:`detect_family`).
-
-    ``few_step`` picks the distilled settings (1-4 steps, CFG 1) where the family has such
-    models.  Components and unknown files get the engine's own defaults (512x512, 20 steps,
-    CFG 7, engine-chosen sampler).  SD2 is 512x512 unless ``variant="768-v"`` (v-prediction
-    is not visible in tensor names, so :func:`inspect` only reports it from a ``v_pred``
-    tensor, ``modelspec.prediction_type`` metadata or a ``768-v`` file name).
-    """
-    try:
-        fam = Family(family)
-    except ValueError:
-        allowed = ", ".join(f.value for f in Family)
-        raise InvalidInputError(f"unknown model family {family!r}; allowed: {allowed}") from None
-    few = bool(few_step)
-    if variant is not None and (fam, variant, few) in _VARIANT_DEFAULTS:
-        return _VARIANT_DEFAULTS[(fam, variant, few)]
-    return _DEFAULTS.get((fam, few)) or _DEFAULTS.get((fam, False)) or _ENGINE
-
-
-# --------------------------------------------------------------------------- file metadata
-
-
-def _safetensors_metadata(p: Path) -> dict[str, str]:
-    with open(p, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError):
-            return {}
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-
-
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def _gguf_read(f: BinaryIO, fmt: str):
-    size = struct.calcsize(fmt)
-    data = f.read(size)
-    if len(data) != size:
-        raise EOFError
-    return struct.unpack(fmt, data)[0]
-
-
-def _gguf_str(f: BinaryIO) -> str:
-    return f.read(_gguf_read(f, "<Q")).decode("utf-8", errors="replace")
-
-
-def _gguf_value(f: BinaryIO, vtype: int) -> object:
-    """A GGUF value; arrays are skipped (returned as ``None``)."""
-    if vtype in _GGUF_SCALARS:
-        return _gguf_read(f, _GGUF_SCALARS[vtype])
-    if vtype == 8:
-        return _gguf_str(f)
-    if vtype == 9:
-        inner, count = _gguf_read(f, "<I"), _gguf_read(f, "<Q")
-        if inner in _GGUF_SCALARS:
-            f.seek(count * struct.calcsize(_GGUF_SCALARS[inner]), os.SEEK_CUR)
-        else:
-            for _ in range(count):
-                _gguf_value(f, inner)
-        return None
-    raise ValueError(f"unknown GGUF value type {vtype}")
-
-
-def _gguf_metadata(p: Path) -> dict[str, str]:
-    """The GGUF key/values that are scalars or strings (``general.architecture``, ...);
-    arrays and ``tokenizer.*`` are left out."""
-    out: dict[str, str] = {}
-    try:
-        with open(p, "rb") as f:
-            f.seek(8)  # magic, version
-            _gguf_read(f, "<Q")  # tensor count
-            for _ in range(_gguf_read(f, "<Q")):
-                key = _gguf_str(f)
-                value = _gguf_value(f, _gguf_read(f, "<I"))
-                if value is not None and not key.startswith("tokenizer."):
-                    out[key] = str(value)
-    except (EOFError, ValueError, struct.error):
-        pass  # a truncated/odd header: keep what was read (read_tensors reports real corruption)
-    return out
-
-
-def _metadata(p: Path, kind: str) -> dict[str, str]:
-    if kind == "safetensors":
-        return _safetensors_metadata(p)
-    if kind == "gguf":
-        return _gguf_metadata(p)
-    return {}
-
-
-def _is_v_prediction(p: Path, tensors: Tensors | None, metadata: Mapping[str, str]) -> bool:
-    if tensors is not None and "v_pred" in tensors:
-        return True
-    if metadata.get("modelspec.prediction_type", "").lower() in ("v", "v_prediction", "v-prediction"):
-        return True
-    return re.search(r"768[-_]?v(?![a-z])|v[-_]?pred", p.name.lower()) is not None
-
-
-# --------------------------------------------------------------------------- inspect
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """What :func:`inspect` learned from a model file's header.
-
-    ``file_kind``: ``"safetensors"``, ``"gguf"`` or ``"ckpt"``.  ``tensor_count``,
-    ``parameters`` (total element count) and ``dtypes`` (dtype -> tensor count) are ``None``
-    / empty for pickled checkpoints.  ``metadata``: the safetensors ``__metadata__``, or the
-    scalar/string GGUF key/values.  ``variant``: the sub-model (see :func:`detect_family`).
-    ``defaults``: the settings :func:`defaults_for` suggests for it.
-    """
-
-    path: Path
-    file_kind: str
-    family: Family
-    few_step: bool
-    tensor_count: int | None
-    dtypes: dict[str, int]
-    parameters: int | None
-    size_bytes: int
-    metadata: dict[str, str]
-    defaults: FamilyDefaults
-    variant: str | None = None
-
-
-def inspect(path: str | os.PathLike[str]) -> ModelInfo:
-    """Inspect a model file (safetensors, GGUF or PyTorch checkpoint) without loading weights.
-
-    The family comes from tensor names and shapes, as the engine decides it; components
-    (ControlNet, LoRA, VAE, TAESD, ESRGAN, text encoders) are recognised too.  Pickled
-    ``.ckpt``/``.pt``/``.pth`` files are never unpickled: their family is ``unknown`` unless
-    the file name says otherwise (``RealESRGAN_x4plus.pth`` -> esrgan, ``v1-5-...ckpt`` ->
-    sd1, ``sd_xl_base...`` -> sdxl, ...), and their tensor count/dtypes are not known.
-    Raises :class:`InvalidInputError` for a missing, empty or non-model file.
-    """
-    p = check_file(path, "model file")
-    kind = sniff(p)
-    tensors = read_tensors(p)
-    metadata = _metadata(p, kind)
-    family, variant = detect_family(tensors, p)
-    if family is Family.SD2 and variant is None and _is_v_prediction(p, tensors, metadata):
-        variant = "768-v"
-    few = (family in GENERATORS or family is Family.LORA) and is_few_step(p, tensors, metadata)
-    return ModelInfo(
-        path=p,
-        file_kind=kind,
-        family=family,
-        few_step=few,
-        tensor_count=None if tensors is None else len(tensors),
-        dtypes=dict(Counter(t.dtype for t in tensors.values())) if tensors else {},
-        parameters=None if tensors is None else sum(math.prod(t.shape) for t in tensors.values()),
-        size_bytes=p.stat().st_size,
-        metadata=metadata,
-        defaults=defaults_for(family, few, variant=variant),
-        variant=variant,
-    )

@@ -1,8 +1,7 @@
-"""High-level API: SDModel (load once, generate many), results, convenience functions."""
+"""SDModel: a model loaded once that serves many generations."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ from .._engines.base import (
 )
 from .._errors import InvalidInputError
 from .._image import SDImage
+from .results import GenerationResult, VideoResult
 
 log = logging.getLogger("gouache")
 
@@ -42,52 +42,6 @@ ImageInput = Any  # path, PIL image or numpy array (uint8 or float in [0, 1])
 
 _LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]+))?(?::[^>]*)?>")
 MAX_SEED = 2**32 - 1
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclasses.dataclass
-class GenerationResult:
-    """What :meth:`SDModel.generate` returns.
-
-    ``images``: PIL images; ``seeds``: the seed of each image (random seeds resolved);
-    ``parameters``: every value used, engine-neutral; ``infotexts``: the A1111-style text
-    of each image (what :meth:`save` writes into PNG files); ``timings``: seconds per phase
-    (``load`` of the model, ``prepare`` = text encoding and image encoding, ``sample``,
-    ``decode``, ``total``; the phase split is derived from the engine's progress events).
-    """
-
-    images: list[Image.Image]
-    seeds: list[int]
-    parameters: dict[str, Any]
-    infotexts: list[str]
-    timings: dict[str, float]
-
-    def save(self, path: PathLike, *, overwrite: bool = False) -> list[Path]:
-        """Save every image (``out.png``, or ``out-1.png`` ... for a batch) atomically with
-        its parameters; existing files are refused unless ``overwrite``."""
-        from .._files import check_writable, numbered_paths, save_image
-
-        paths = numbered_paths(path, len(self.images))
-        check_writable(paths, overwrite=overwrite)
-        return [save_image(im, p, infotext=t, overwrite=overwrite) for im, p, t in zip(self.images, paths, self.infotexts)]
-
-
-@dataclasses.dataclass
-class VideoResult:
-    """What :meth:`SDModel.generate_video` returns: frames (PIL), the seed, parameters, timings."""
-
-    frames: list[Image.Image]
-    seed: int
-    parameters: dict[str, Any]
-    timings: dict[str, float]
-
-    def save(self, path: PathLike, fps: int = 16, *, overwrite: bool = False) -> Path:
-        """Write the frames as MP4, animated WebP or GIF (by extension)."""
-        from .video import save_video
-
-        return save_video(self.frames, path, fps=fps, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,7 +203,7 @@ class SDModel:
         self.threads = _threads(threads)
         self.weight_type = weight_type
         self.options = options
-        from .._modelfiles.families import inspect
+        from .._modelfiles.inspect import inspect
 
         main_file = self.files.model or self.files.diffusion_model
         self.info = inspect(main_file)
@@ -603,48 +557,3 @@ def _embeddings(value: dict[str, PathLike] | PathLike | None) -> tuple[tuple[str
         raise InvalidInputError(f"embeddings must be a dict of name -> file or a directory; {str(d)!r} is neither")
     exts = {".safetensors", ".pt", ".bin", ".gguf"}
     return tuple((p.stem, p) for p in sorted(d.iterdir()) if p.suffix.lower() in exts)
-
-
-# --------------------------------------------------------------------------- one-call functions
-
-
-def _one_shot(model: PathLike, model_kwargs: dict | None):
-    return SDModel(model, **(model_kwargs or {}))
-
-
-def text_to_image(model: PathLike, prompt: str, *, model_kwargs: dict | None = None, **kwargs: Any) -> GenerationResult:
-    """Load ``model``, generate, free it.  Keyword arguments are those of :meth:`SDModel.generate`;
-    ``model_kwargs`` go to :class:`SDModel`.  Reuse an :class:`SDModel` for many images."""
-    with _one_shot(model, model_kwargs) as m:
-        return m.generate(prompt, **kwargs)
-
-
-def image_to_image(model: PathLike, image: ImageInput, prompt: str, *, strength: float = 0.75,
-                   model_kwargs: dict | None = None, **kwargs: Any) -> GenerationResult:
-    """img2img in one call: ``image`` is re-noised by ``strength`` (0 keeps it, 1 ignores it)."""
-    with _one_shot(model, model_kwargs) as m:
-        return m.generate(prompt, init_image=image, strength=strength, **kwargs)
-
-
-def inpaint(model: PathLike, image: ImageInput, mask: ImageInput, prompt: str, *, strength: float = 1.0,
-            model_kwargs: dict | None = None, **kwargs: Any) -> GenerationResult:
-    """Inpainting in one call: white pixels of ``mask`` are repainted, black ones kept."""
-    with _one_shot(model, model_kwargs) as m:
-        return m.generate(prompt, init_image=image, mask=mask, strength=strength, **kwargs)
-
-
-def generate_video(model: PathLike | None = None, prompt: str = "", *, model_kwargs: dict | None = None,
-                   **kwargs: Any) -> VideoResult:
-    """Text/image-to-video in one call with a Wan model (see :meth:`SDModel.generate_video`);
-    Wan ships as parts, so pass ``model_kwargs={"diffusion_model": ..., "vae": ..., "t5xxl": ...}``."""
-    with SDModel(model, **(model_kwargs or {})) as m:
-        return m.generate_video(prompt, **kwargs)
-
-
-def upscale(image: ImageInput, model: PathLike, *, factor: int | None = None, tile_size: int = 128,
-            threads: int | str = "auto") -> Image.Image:
-    """Upscale a picture with an ESRGAN model file (``factor``: the model's own by default)."""
-    from .._sdcpp.handles import Upscaler
-
-    with Upscaler(model, n_threads=_threads(threads), tile_size=tile_size) as up:
-        return up.upscale(_rgb(image, "image"), factor).to_pil()

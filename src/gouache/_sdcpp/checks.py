@@ -23,7 +23,8 @@ from typing import Any
 from .._modelfiles import headers as _modelfile
 from .._errors import InvalidInputError
 from .native import HiresUpscaler
-from .params import SDContextParams, SDImageGenParams, SDSampleParams, SDVideoGenParams, lora_list
+from .genparams import SDImageGenParams, SDVideoGenParams, lora_list
+from .params import SDContextParams, SDSampleParams
 
 #: Largest accepted width/height in pixels (the engine's tensors overflow far beyond this).
 MAX_SIDE = 16384

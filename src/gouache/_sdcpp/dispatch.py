@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from . import library
 from . import native as _native
 from .._errors import EngineBusyError
 
@@ -212,7 +213,7 @@ _CREATE_LOCK = threading.Lock()
 
 @functools.lru_cache(maxsize=None)
 def _create() -> Dispatcher:
-    return Dispatcher(_native.lib())
+    return Dispatcher(library.lib())
 
 
 def dispatcher() -> Dispatcher:

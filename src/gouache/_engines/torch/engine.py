@@ -1,7 +1,7 @@
 """The PyTorch + diffusers engine (``engine="torch"``), tuned to the hardware.
 
 Loads single-file checkpoints (ldm names, the files users download) offline with the
-configs in :mod:`.torch_configs`.  Hardware tuning, chosen automatically and overridable
+configs in :mod:`.configs`.  Hardware tuning, chosen automatically and overridable
 through :class:`~gouache.EngineOptions`:
 
 * threads = physical cores (``torch.set_num_threads``);
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import base as E
-from ..._errors import InvalidInputError, MissingDependencyError
+from ..._errors import InvalidInputError
+from .loading import _load_controlnet, _load_pipeline, _tiny_vae
+from .runtime import _dtype, _torch, available, choose_precision
 
 log = logging.getLogger("gouache.torch")
 
@@ -61,51 +63,6 @@ _PROJ = {
 }
 
 
-def _torch():
-    try:
-        import diffusers  # noqa: F401
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the torch engine needs PyTorch and diffusers ({exc.name} is missing):"
-            ' pip install "gouache[torch]"'
-        ) from None
-    return torch
-
-
-def available() -> bool:
-    """Whether torch and diffusers are importable (without importing them)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16 in the CPU flags (Linux /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(requested: str) -> tuple[str, str, str]:
-    """``(device, dtype name, reason)`` for ``EngineOptions.precision``."""
-    torch = _torch()
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
-    if requested not in ("auto", "bf16", "fp16", "fp32"):
-        raise InvalidInputError(f"precision must be auto, bf16, fp16 or fp32; got {requested!r}")
-    if requested != "auto":
-        return device, requested, f"precision={requested} requested"
-    if cuda:
-        return device, "fp16", "CUDA device: fp16"
-    if cpu_has_bf16():
-        return device, "bf16", "CPU has AVX512-BF16/AMX: bf16 weights"
-    return device, "fp32", "CPU without bf16 support: fp32"
-
-
 def explain(family: str) -> tuple[bool, str]:
     """Whether the torch engine would run ``family``, and why (for ``gouache info``)."""
     if not available():
@@ -114,11 +71,6 @@ def explain(family: str) -> tuple[bool, str]:
         return False, f"family {family} is not supported by the torch engine (supported: {', '.join(SUPPORTED)})"
     device, dtype, why = choose_precision("auto")
     return True, f"{device}, {dtype} ({why})"
-
-
-def _dtype(name: str):
-    torch = _torch()
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def _make_scheduler(base_config, sampler: str | None, scheduler: str | None):
@@ -306,136 +258,12 @@ class TorchEngine(E.Engine):
         self.controlnet = None
 
 
-def _tiny_vae(path: Path, dtype):
-    from diffusers import AutoencoderTiny
-    from safetensors.torch import load_file
-
-    vae = AutoencoderTiny(latent_channels=4)
-    state = load_file(str(path))
-    missing, unexpected = vae.load_state_dict(state, strict=False)
-    if missing:
-        raise InvalidInputError(f"TAESD file {str(path)!r} does not match diffusers' AutoencoderTiny (missing {missing[:3]})")
-    return vae.to(dtype)
-
-
-def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
-    """The checkpoint's tensors, each cast to ``dtype`` as it is read.
-
-    diffusers' ``from_single_file`` holds the whole file in its stored precision while it
-    builds the bf16 model, so peak memory is file + model.  Reading tensor by tensor and
-    casting at once keeps the peak at about the model's size; the models built from this
-    dict share its storage (no second copy)."""
-    torch = _torch()
-
-    def cast(t):
-        return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
-
-    from ..._modelfiles.headers import sniff
-
-    if sniff(path) == "safetensors":
-        return {name: cast(t) for name, t in _read_safetensors(path)}
-    state = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return {k: cast(v) for k, v in state.items() if hasattr(v, "is_floating_point")}
-
-
-_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-
-
-def _read_safetensors(path: Path):
-    """``(name, tensor)`` pairs read with plain file reads, one tensor at a time.
-
-    Not mmap: pages of a mapped file count in the process's RSS until it is unmapped, so a
-    mapped read costs file size + cast copies at the peak; ``readinto`` costs one tensor."""
-    from ..._modelfiles.headers import safetensors_header
-
-    torch = _torch()
-    header, base = safetensors_header(path)
-    header.pop("__metadata__", None)
-    with open(path, "rb") as f:
-        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            dtype = getattr(torch, _ST_DTYPES.get(info["dtype"], ""), None)
-            if dtype is None:
-                raise InvalidInputError(f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which the torch engine"
-                                        f" does not read (allowed: {', '.join(_ST_DTYPES)})")
-            start, end = info["data_offsets"]
-            shape = tuple(info["shape"])
-            if end == start:
-                yield name, torch.empty(shape, dtype=dtype)
-                continue
-            buf = bytearray(end - start)
-            f.seek(base + start)
-            if f.readinto(buf) != len(buf):
-                raise InvalidInputError(f"{str(path)!r} is truncated (tensor {name!r} runs past the end of the file)")
-            yield name, torch.frombuffer(buf, dtype=dtype).reshape(shape)
-
-
-def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
-    """``pipe_cls`` built from a single-file checkpoint, component by component, offline.
-
-    The same conversions as ``pipe_cls.from_single_file`` (diffusers' ldm -> diffusers name
-    mapping for each component), fed from :func:`read_checkpoint` so the file is never held
-    in memory beside the model."""
-    import json
-
-    import diffusers as D
-    import transformers
-    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-
-    index = json.loads((cfg / "model_index.json").read_text())
-    ckpt = read_checkpoint(path, dtype)
-    parts: dict[str, Any] = {}
-    for name, spec in index.items():
-        if name.startswith("_") or not isinstance(spec, list):
-            continue
-        lib, cls_name = spec
-        if cls_name is None:
-            parts[name] = None
-            continue
-        cls = getattr(D if lib == "diffusers" else transformers, cls_name)
-        if name in ("unet", "vae"):
-            parts[name] = cls.from_single_file(ckpt, config=str(cfg), subfolder=name, local_files_only=True, torch_dtype=dtype)
-        elif name.startswith("text_encoder"):
-            parts[name] = create_diffusers_clip_model_from_ldm(cls, ckpt, subfolder=name, config=str(cfg),
-                                                               torch_dtype=dtype, local_files_only=True)
-        else:  # tokenizers and the scheduler: small files in the config folder
-            parts[name] = cls.from_pretrained(str(cfg), subfolder=name, local_files_only=True)
-    del ckpt
-    if "requires_safety_checker" in index:
-        parts["requires_safety_checker"] = False
-    return pipe_cls(**parts)
-
-
-def _load_controlnet(path: Path, cfg: Path, dtype):
-    """A ControlNet from an ldm-layout single file or a diffusers-layout file (as published),
-    read with :func:`read_checkpoint` (cast as read, no second copy)."""
-    import json
-
-    import diffusers as D
-
-    state = read_checkpoint(path, dtype)
-    if any(k.startswith("controlnet_cond_embedding.") for k in state):
-        from accelerate import init_empty_weights  # weights come from the checkpoint: allocate none
-
-        with init_empty_weights():
-            model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
-        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-        if missing or unexpected:
-            raise InvalidInputError(f"ControlNet {str(path)!r} does not match this model family's ControlNet"
-                                    f" (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-        return model.to(dtype)
-    return D.ControlNetModel.from_single_file(state, config=str(cfg), subfolder="controlnet",
-                                              local_files_only=True, torch_dtype=dtype)
-
-
 def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
                   weight_type: str | None, on_load_progress: E.ProgressFn | None = None) -> TorchEngine:
     torch = _torch()
     import diffusers as D
 
-    from ..._modelfiles.families import inspect
+    from ..._modelfiles.inspect import inspect
     from ..._modelfiles.headers import sniff
     from .configs import config_dir
 
@@ -500,7 +328,7 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
 @functools.lru_cache(maxsize=1)
 def _physical_cores() -> int:
     try:
-        from ..._sdcpp.handles import physical_cores
+        from ..._sdcpp.functions import physical_cores
 
         return physical_cores()
     except Exception:  # noqa: BLE001 - the sdcpp library may be missing; fall back to the OS count

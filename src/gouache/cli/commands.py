@@ -1,0 +1,153 @@
+"""The subcommands that run in the command's own process: upscale, convert, assemble, info,
+models, pull, enhance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from .arguments import _int_arg, _loras
+from .output import EXIT_OK, EXIT_RUNTIME, _emit, _Progress
+
+
+def _run_upscale(a: argparse.Namespace) -> int:
+    from .._pipeline.oneshot import upscale
+    from .._files import save_image
+
+    threads: Any = a.threads if a.threads == "auto" else _int_arg("--threads", a.threads)
+    image = upscale(a.image, a.model, factor=a.factor, tile_size=a.tile_size, threads=threads)
+    path = save_image(image, a.output, overwrite=a.overwrite)
+    _emit(a, {"path": str(path), "width": image.width, "height": image.height})
+    return EXIT_OK
+
+
+def _run_convert(a: argparse.Namespace) -> int:
+    from .._sdcpp.functions import convert_model
+
+    out = convert_model(a.input, a.output, output_type=a.type, vae_path=a.vae,
+                        tensor_type_rules=a.tensor_type_rules, overwrite=a.overwrite)
+    _emit(a, {"path": str(out), "type": a.type, "bytes": out.stat().st_size})
+    return EXIT_OK
+
+
+def _run_assemble(a: argparse.Namespace) -> int:
+    from .._modelfiles.assemble import assemble_checkpoint
+
+    out = assemble_checkpoint(a.base, a.unet, a.output, overwrite=a.overwrite)
+    _emit(a, {"path": str(out), "bytes": out.stat().st_size})
+    return EXIT_OK
+
+
+def _run_info(a: argparse.Namespace) -> int:
+    from .. import physical_cores, system_info, version
+    from .._sdcpp.library import library_path
+
+    if a.model:
+        from .._modelfiles.inspect import inspect
+
+        info = inspect(a.model)
+        data = {
+            "path": str(info.path), "family": info.family.value, "few_step": info.few_step,
+            "file_kind": info.file_kind, "tensors": info.tensor_count, "parameters": info.parameters,
+            "dtypes": info.dtypes, "size_bytes": info.size_bytes,
+            "defaults": {k: v for k, v in vars(info.defaults).items()} if hasattr(info.defaults, "__dict__") else str(info.defaults),
+        }
+        from pathlib import Path as _P
+
+        from .._engines.base import ModelFiles, select_engine
+
+        files = ModelFiles(model=_P(a.model))
+        data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, files)
+    else:
+        v = version()
+        from .._engines.torch.runtime import available, choose_precision
+
+        torch_line = "not installed (pip install \"gouache[torch]\")"
+        if available():
+            device, dtype, why = choose_precision("auto")
+            torch_line = f"{device}, {dtype} ({why})"
+        data = {"gouache": __version__, "engines": "sdcpp, torch", "torch_engine": torch_line, "stable_diffusion_cpp": v,
+                "library": library_path(), "physical_cores": physical_cores(),
+                "system_info": " ".join(system_info().split())}
+    _emit(a, data)
+    return EXIT_OK
+
+
+def _run_models(a: argparse.Namespace) -> int:
+    from .._modelfiles.catalog import find_models
+
+    entries = find_models(a.root)
+    if a.json:
+        print(json.dumps([{"kind": e.kind, "name": e.name, "path": str(e.path), "size_bytes": e.size_bytes} for e in entries]))
+    else:
+        for e in entries:
+            print(f"{e.kind:<16} {e.name:<50} {e.size_bytes / 2**20:>10.1f} MB")
+    return EXIT_OK
+
+
+def _run_pull(a: argparse.Namespace) -> int:
+    from .._modelfiles.catalog import pull
+
+    path = pull(a.name, a.filename, revision=a.revision, cache_dir=a.dir)
+    _emit(a, {"path": str(path)})
+    return EXIT_OK
+
+
+def _run_enhance(a: argparse.Namespace) -> int:
+    from ..enhance import EnhanceConfig, EnhanceService
+    from .._files import check_writable, save_image
+
+    preset = {"t4_gpu": EnhanceConfig.for_t4_gpu, "quality": EnhanceConfig.for_quality,
+              "speed": EnhanceConfig.for_speed, "cpu": EnhanceConfig.for_cpu}[a.preset]
+    overrides = {k: v for k, v in (("steps", a.steps), ("strength", a.strength), ("controlnet_scale", a.controlnet_scale),
+                                   ("working_size", a.working_size), ("seed", a.seed)) if v is not None}
+    config = preset(model=a.model, controlnet=a.controlnet, loras=tuple(_loras(a.lora)), engine=a.engine,
+                    prompt_template=a.template, default_subject=a.subject, depth_model=a.depth_model, **overrides)
+    views = [Path(v) for v in a.views]
+    missing = [str(v) for v in views if not v.is_file()]
+    if missing:
+        from .._errors import InvalidInputError
+
+        raise InvalidInputError(f"view files not found: {', '.join(missing)}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    outputs = [a.out / (v.stem + ".png") for v in views]
+    check_writable(outputs, overwrite=a.overwrite)
+    depths = [_depth_file(a.depth, v) for v in views] if a.depth else None
+    bars = _Progress(not (a.quiet or a.json))
+    results: list[dict[str, Any]] = []
+    with EnhanceService(config) as service:
+        for i, (view, out) in enumerate(zip(views, outputs)):
+            bars.update("views", i, len(views))
+            try:
+                image = service.enhance(view, prompt=a.prompt, depth_map=None if depths is None else depths[i])
+                save_image(image, out, overwrite=a.overwrite)
+                results.append({"view": str(view), "output": str(out)})
+            except Exception as exc:  # noqa: BLE001 - reported per view, the others go on
+                results.append({"view": str(view), "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+        bars.update("views", len(views), len(views))
+    bars.close()
+    failed = [r for r in results if "error" in r]
+    if a.json:
+        print(json.dumps({"views": results, "failed": len(failed)}))
+    else:
+        for r in results:
+            print(r.get("output") or f"{r['view']}: {r['error']}", file=sys.stdout if "output" in r else sys.stderr)
+    return EXIT_RUNTIME if failed else EXIT_OK
+
+
+def _depth_file(folder: str, view: Path) -> Path | None:
+    for ext in (".png", ".npy", ".tif", ".tiff"):
+        p = Path(folder) / (view.stem + ext)
+        if p.is_file():
+            return _npy(p) if ext == ".npy" else p
+    return None
+
+
+def _npy(p: Path):
+    import numpy as np
+
+    return np.load(p)

@@ -1,0 +1,291 @@
+"""DiT families: Flux (DiT, 16-channel autoencoder, CLIP-L), Wan 2.1 (DiT, TAEHV).
+
+Flux and Wan 2.1 are written as *diffusion-model-only* files (the layout of the official
+``flux1-dev.safetensors`` / ``wan2.1_t2v_1.3B_fp16.safetensors``: bare names such as
+``double_blocks.0.img_attn.qkv.weight`` or ``blocks.0.self_attn.q.weight``), to be passed as
+``diffusion_model_path``; the engine prefixes them with ``model.diffusion_model.``.  Their
+text encoders and autoencoders are separate files, as for the real models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .blocks import _clip_l, _conv, _fan_in_std, _kl_decoder, _kl_encoder, _linear, _MID_GREY, _norm
+from .io import _ONES, _STD, FORGE_VERSION, _check_dtype, _positive, _spec_path, _Tensor, _write_safetensors, cache_dir, make
+
+
+# ---- Flux (black-forest-labs reference names), mirrors flux.hpp
+
+#: Flux attention head width: the engine's RoPE covers axes_dim (16, 56, 56) = 128 channels
+#: per head and derives num_heads = hidden_size / head_dim (read from ``*.key_norm.scale``).
+FLUX_HEAD_DIM = 128
+_FLUX_LATENT = 16  # latent channels; img_in sees 2x2 patches: 64 features
+_FLUX_CONTEXT = 4096  # T5-XXL width; the engine feeds zeros of this width when T5 is absent
+_FLUX_VEC = 768  # CLIP-L pooled width
+
+
+def _mlp_embedder(p: str, n_in: int, hidden: int) -> Iterator[_Tensor]:
+    yield from _linear(f"{p}.in_layer", n_in, hidden)
+    yield from _linear(f"{p}.out_layer", hidden, hidden)
+
+
+def _qk_norm(p: str, head_dim: int) -> Iterator[_Tensor]:
+    yield f"{p}.query_norm.scale", (head_dim,), _ONES
+    yield f"{p}.key_norm.scale", (head_dim,), _ONES
+
+
+def _flux(hidden: int = 256, depth: int = 1, depth_single: int = 1, guidance: bool = True) -> Iterator[_Tensor]:
+    h, mlp, hd = hidden, hidden * 4, FLUX_HEAD_DIM
+    patch_in = _FLUX_LATENT * 2 * 2
+    yield from _linear("img_in", patch_in, h)
+    yield from _mlp_embedder("time_in", 256, h)
+    yield from _mlp_embedder("vector_in", _FLUX_VEC, h)
+    if guidance:  # flux-dev style (distilled guidance); schnell has none
+        yield from _mlp_embedder("guidance_in", 256, h)
+    yield from _linear("txt_in", _FLUX_CONTEXT, h)
+    for i in range(depth):
+        b = f"double_blocks.{i}"
+        for s in ("img", "txt"):
+            yield from _linear(f"{b}.{s}_mod.lin", h, 6 * h)
+            yield from _linear(f"{b}.{s}_attn.qkv", h, 3 * h)
+            yield from _qk_norm(f"{b}.{s}_attn.norm", hd)
+            yield from _linear(f"{b}.{s}_attn.proj", h, h)
+            yield from _linear(f"{b}.{s}_mlp.0", h, mlp)
+            yield from _linear(f"{b}.{s}_mlp.2", mlp, h)
+    for i in range(depth_single):
+        b = f"single_blocks.{i}"
+        yield from _linear(f"{b}.linear1", h, 3 * h + mlp)
+        yield from _linear(f"{b}.linear2", h + mlp, h)
+        yield from _qk_norm(f"{b}.norm", hd)
+        yield from _linear(f"{b}.modulation.lin", h, 3 * h)
+    yield from _linear("final_layer.linear", h, patch_in)
+    yield from _linear("final_layer.adaLN_modulation.1", h, 2 * h)
+
+
+# ---- KL autoencoder halves without quant convs (Flux ``ae.safetensors``), mirrors auto_encoder_kl.hpp
+
+
+def _flux_ae(decoder_ch: int = 128) -> Iterator[_Tensor]:
+    # The engine fixes the encoder at ch=128 and reads the decoder's ch from decoder.conv_in.
+    ch_mult = (1, 2, 4, 4)
+    yield from _kl_encoder("encoder", 128, ch_mult, 2, _FLUX_LATENT)
+    yield from _kl_decoder("decoder", decoder_ch, ch_mult, 2, _FLUX_LATENT)
+
+
+# ---- Wan 2.1 DiT (Wan-Video reference names), mirrors wan.hpp
+
+#: Wan 2.1 T2V 1.3B hyper-parameters as the engine sets them for a 30-block file.
+WAN21_1_3B = {"dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 30, "in_dim": 16, "out_dim": 16,
+              "text_dim": 4096, "freq_dim": 256, "patch_size": (1, 2, 2)}
+
+
+def _wan_attention(p: str, dim: int) -> Iterator[_Tensor]:
+    for n in ("q", "k", "v", "o"):
+        yield from _linear(f"{p}.{n}", dim, dim)
+    yield f"{p}.norm_q.weight", (dim,), _ONES  # RMSNorm over the full width
+    yield f"{p}.norm_k.weight", (dim,), _ONES
+
+
+def _wan(dim: int, ffn_dim: int, num_layers: int, in_dim: int, out_dim: int, text_dim: int, freq_dim: int,
+         patch_size: Sequence[int], **_: Any) -> Iterator[_Tensor]:
+    pt, ph, pw = patch_size
+    yield "patch_embedding.weight", (dim, in_dim, pt, ph, pw), _STD  # Conv3d
+    yield "patch_embedding.bias", (dim,), _STD
+    yield from _linear("text_embedding.0", text_dim, dim)
+    yield from _linear("text_embedding.2", dim, dim)
+    yield from _linear("time_embedding.0", freq_dim, dim)
+    yield from _linear("time_embedding.2", dim, dim)
+    yield from _linear("time_projection.1", dim, 6 * dim)
+    for i in range(num_layers):
+        b = f"blocks.{i}"
+        yield f"{b}.modulation", (1, 6, dim), _STD
+        yield from _wan_attention(f"{b}.self_attn", dim)
+        yield from _norm(f"{b}.norm3", dim)  # cross_attn_norm: affine LayerNorm
+        yield from _wan_attention(f"{b}.cross_attn", dim)
+        yield from _linear(f"{b}.ffn.0", dim, ffn_dim)
+        yield from _linear(f"{b}.ffn.2", ffn_dim, dim)
+    yield "head.modulation", (1, 2, dim), _STD
+    yield from _linear("head.head", dim, out_dim * pt * ph * pw)
+
+
+# ---- TAEHV (madebyollin/taehv "taew2_1"), mirrors tae.hpp TinyVideoDecoder/TinyVideoEncoder
+
+
+def _mem_block(p: str, c: int) -> Iterator[_Tensor]:
+    yield from _conv(f"{p}.conv.0", 2 * c, c, std=_fan_in_std(2 * c, 3))  # input: [x, past frame]
+    yield from _conv(f"{p}.conv.2", c, c, std=_fan_in_std(c, 3))
+    yield from _conv(f"{p}.conv.4", c, c, std=_fan_in_std(c, 3))
+
+
+def _taehv(z: int = 16, encoder: bool = True) -> Iterator[_Tensor]:
+    def conv(prefix, n_in, n_out, k=3, bias=True, **kw):
+        return _conv(prefix, n_in, n_out, k=k, bias=bias, std=kw.pop("std", _fan_in_std(n_in, k)), **kw)
+
+    if encoder:
+        hidden, idx = 64, 0
+        yield from conv(f"encoder.{idx}", 3, hidden)
+        idx = 2  # 1 is ReLU
+        for i in range(3):
+            stride = 1 if i == 2 else 2
+            yield from conv(f"encoder.{idx}.conv", hidden * stride, hidden, k=1, bias=False)  # TPool
+            yield from conv(f"encoder.{idx + 1}", hidden, hidden, bias=False)  # stride-2 conv
+            idx += 2
+            for _ in range(3):
+                yield from _mem_block(f"encoder.{idx}", hidden)
+                idx += 1
+        yield from conv(f"encoder.{idx}", hidden, z)
+
+    channels = (256, 128, 64, 64)
+    yield from conv("decoder.1", z, channels[0])  # 0 is Clamp, 2 is ReLU
+    idx = 3
+    for i in range(3):
+        stride = 1 if i == 0 else 2
+        for _ in range(3):
+            yield from _mem_block(f"decoder.{idx}", channels[i])
+            idx += 1
+        idx += 1  # Upsample
+        yield from conv(f"decoder.{idx}.conv", channels[i], channels[i] * stride, k=1, bias=False)  # TGrow
+        yield from conv(f"decoder.{idx + 1}", channels[i], channels[i + 1], bias=False)
+        idx += 2
+    idx += 1  # ReLU
+    # decodes straight to [0, 1] like TAESD: centre on mid-grey (see _taesd)
+    yield from conv(f"decoder.{idx}", channels[3], 3, std=0.25 * _fan_in_std(channels[3], 3), bias_init=_MID_GREY)
+
+
+BUILDERS = {
+        "flux": lambda s: _flux(s.get("hidden", 256), s.get("depth", 1), s.get("depth_single", 1), s.get("guidance", True)),
+        "flux_vae": lambda s: _flux_ae(s.get("decoder_ch", 128)),
+        "clip_l": lambda s: _clip_l("text_model"),
+        "wan21_t2v": lambda s: _wan(**WAN21_1_3B),
+        "taehv": lambda s: _taehv(encoder=s.get("encoder", True)),
+}
+
+
+def _make(kind: str, spec: dict) -> Path:
+    return make(BUILDERS, kind, spec)
+
+
+def flux(
+    *, dtype: str = "f16", seed: int = 0, depth: int = 1, depth_single: int = 1, hidden: int = 256, guidance: bool = True
+) -> Path:
+    """A small Flux.1 DiT, diffusion-model-only file (pass it as ``diffusion_model_path``).
+
+    Reference names (``img_in``, ``time_in``, ``vector_in``, ``guidance_in``, ``txt_in``,
+    ``double_blocks.N.*``, ``single_blocks.N.*``, ``final_layer.*``); the engine reads the block
+    counts, the width (``txt_in``) and the head width (``*.key_norm.scale``) from the file and
+    detects it as ``Flux``.  In/out channels (16-channel latent, 2x2 patches), context width
+    (4096, T5-XXL) and vector width (768, CLIP-L pooled) are the real ones, so the real
+    conditioner and VAE plug in.  ``hidden`` must be a multiple of :data:`FLUX_HEAD_DIM` (128;
+    heads = hidden / 128).  ``guidance=False`` drops ``guidance_in`` (schnell style).
+    Defaults: 2 heads, 1 double + 1 single block, 5.1e6 parameters (~10 MB in f16).
+
+    It needs a text encoder: use :func:`clip_l` as ``clip_l_path`` (T5-XXL has fixed, 4.7e9
+    parameter dimensions; without it the engine conditions on zeros) and :func:`flux_vae`.
+    """
+    hidden = _positive("hidden", hidden)
+    if hidden % FLUX_HEAD_DIM:
+        raise ValueError(f"hidden must be a multiple of {FLUX_HEAD_DIM} (the engine's head width), got {hidden}")
+    spec = {
+        "dtype": _check_dtype(dtype),
+        "seed": int(seed),
+        "depth": _positive("depth", depth),
+        "depth_single": _positive("depth_single", depth_single),
+        "hidden": hidden,
+        "guidance": bool(guidance),
+    }
+    return _make("flux", spec)
+
+
+def flux_vae(*, dtype: str = "f16", seed: int = 0, decoder_ch: int = 128) -> Path:
+    """The Flux.1 16-channel KL autoencoder (``ae.safetensors`` layout: ``encoder.*``,
+    ``decoder.*``, no quant convs), as the engine loads it via ``vae_path``.
+
+    ``decoder_ch=128`` is the real size (8.4e7 parameters, ~160 MB in f16).  The engine reads
+    the decoder's width from ``decoder.conv_in`` (the encoder's is fixed at 128), so a smaller
+    ``decoder_ch`` (a multiple of 32, for GroupNorm) gives a faster decoder that still loads,
+    with a full encoder for img2img.
+    """
+    decoder_ch = _positive("decoder_ch", decoder_ch)
+    if decoder_ch % 32:
+        raise ValueError(f"decoder_ch must be a multiple of 32 (GroupNorm(32) channels), got {decoder_ch}")
+    return _make("flux_vae", {"dtype": _check_dtype(dtype), "seed": int(seed), "decoder_ch": decoder_ch})
+
+
+def clip_l(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """A standalone CLIP ViT-L/14 text model (HF ``text_model.*`` names, as ``clip_l.safetensors``)
+    for ``clip_l_path`` (Flux, SD3); the engine prefixes it itself.  1.2e8 parameters, ~250 MB in f16."""
+    return _make("clip_l", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def wan21_t2v(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Wan 2.1 T2V 1.3B DiT at its real size (30 blocks, dim 1536, ffn 8960, 12 heads, text
+    dim 4096, 16 latent channels, 1x2x2 patches), diffusion-model-only file.
+
+    The engine accepts only 30 or 40 blocks and fixes every width from the block count, so
+    this cannot be made smaller: 1.42e9 parameters, ~2.8 GB in f16.  Prefer
+    :func:`wan21_t2v_gguf` (q4_0, ~0.8 GB) for tests.  Pair it with :func:`taehv`.
+    """
+    return _make("wan21_t2v", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
+    """:func:`wan21_t2v` quantized by the engine's converter (:func:`gouache.convert_model`),
+    cached as a ``.gguf``.
+
+    The f16 source is written to a temporary file and deleted afterwards unless it is already
+    cached, so only the quantized file stays (~0.8 GB for q4_0).
+    """
+    from ..._sdcpp.functions import convert_model
+    from ..._sdcpp.native import SDType
+
+    engine_type = SDType.parse(wtype).engine_name
+    src_spec = {"dtype": "f16", "seed": int(seed)}
+    src_path = _spec_path("wan21_t2v", src_spec)
+    spec = {"base": "wan21_t2v", "wtype": engine_type, "seed": int(seed), "source": src_path.name,
+            "forge_version": FORGE_VERSION}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"gguf_wan21_t2v_{engine_type}-{digest}.gguf"
+    if path.exists():
+        return path
+    tmp_src = None
+    if src_path.exists():
+        src = src_path
+    else:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{src_path.name}.", suffix=".src.safetensors")
+        os.close(fd)
+        tmp_src = Path(name)
+        canonical = json.dumps({**src_spec, "kind": "wan21_t2v", "forge_version": FORGE_VERSION},
+                               sort_keys=True, separators=(",", ":"))
+        try:
+            _write_safetensors(tmp_src, list(BUILDERS["wan21_t2v"](src_spec)), dtype="f16", seed=int(seed),
+                               metadata={"gouache.forge": "wan21_t2v", "gouache.forge.spec": canonical})
+        except BaseException:
+            tmp_src.unlink(missing_ok=True)
+            raise
+        src = tmp_src
+    try:
+        convert_model(src, path, output_type=engine_type)
+    except Exception:
+        if path.exists():  # another process finished the same file first
+            return path
+        raise
+    finally:
+        if tmp_src is not None:
+            tmp_src.unlink(missing_ok=True)
+    return path
+
+
+def taehv(*, seed: int = 0, encoder: bool = True) -> Path:
+    """TAEHV for the Wan 2.1 latent space (``taew2_1.safetensors`` layout: ``decoder.N.*`` and,
+    with ``encoder=True``, ``encoder.N.*``; f32), as the engine's ``taesd_path`` expects for Wan.
+
+    Decodes T latent frames to 4T-3 frames at 8x the latent size.  1.1e7 parameters with the
+    encoder (~45 MB).
+    """
+    return _make("taehv", {"dtype": "f32", "seed": int(seed), "encoder": bool(encoder)})

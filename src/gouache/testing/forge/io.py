@@ -1,0 +1,191 @@
+"""The forge's cache and writer: deterministic random tensors streamed into cached safetensors files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Tuple, Union
+
+import numpy as np
+
+#: Bumped whenever the produced bytes of any model change; part of every cache key.
+FORGE_VERSION = 1
+
+_STD = 0.02
+_ONES = "ones"
+
+# A tensor description: (name, shape, init).  ``init`` is a float standard deviation
+# (normal, mean 0), ``"ones"``, ``("fill", value)`` or ``("normal", mean, std)``.
+_Init = Union[float, str, Tuple[Any, ...]]
+_Tensor = Tuple[str, Tuple[int, ...], _Init]
+
+_DTYPES = {
+    "f16": (np.dtype("<f2"), "F16"),  # safetensors data is little-endian
+    "f32": (np.dtype("<f4"), "F32"),
+}
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_dir() -> Path:
+    """Directory holding forged models: ``$GOUACHE_FORGE_CACHE`` or ``~/.cache/gouache/forge``."""
+    env = os.environ.get("GOUACHE_FORGE_CACHE")
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "gouache" / "forge"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def spec_of(path: Union[str, os.PathLike]) -> dict:
+    """Return the spec a forged file was made from (read from its safetensors metadata).
+
+    Raises ``ValueError`` if the file was not written by the forge.
+    """
+    meta = _read_metadata(Path(path))
+    if "gouache.forge.spec" not in meta:
+        raise ValueError(f"{path} is not a gouache forge model")
+    return json.loads(meta["gouache.forge.spec"])
+
+
+def _read_metadata(path: Path) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return header.get("__metadata__", {}) or {}
+
+
+def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> Path:
+    """Write the model described by ``tensors()`` unless the cached file already exists."""
+    if int(spec.get("seed", 0)) < 0:
+        raise ValueError("seed must be >= 0")
+    full_spec = dict(spec)
+    full_spec["kind"] = kind
+    full_spec["forge_version"] = FORGE_VERSION
+    canonical = json.dumps(full_spec, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    directory = cache_dir()
+    path = directory / f"{kind}-{digest}.safetensors"
+    if path.exists():
+        return path
+    metadata = {"gouache.forge": kind, "gouache.forge.spec": canonical}
+    _write_safetensors(
+        path,
+        list(tensors()),
+        dtype=full_spec.get("dtype", "f32"),
+        seed=int(full_spec.get("seed", 0)),
+        metadata=metadata,
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _tensor_rng(seed: int, name: str) -> np.random.Generator:
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, key])
+
+
+_CHUNK = 1 << 22
+
+
+def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
+    name, shape, init = t
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if init == _ONES:
+        return np.ones(shape, dtype=np_dtype)
+    mean = None
+    if isinstance(init, tuple):
+        if init[0] == "fill":
+            return np.full(shape, init[1], dtype=np_dtype)
+        mean, init = np.float32(init[1]), init[2]
+    std = np.float32(init)
+    rng = _tensor_rng(seed, name)
+    out = np.empty(size, dtype=np_dtype)
+    for start in range(0, size, _CHUNK):
+        stop = min(size, start + _CHUNK)
+        chunk = rng.standard_normal(stop - start, dtype=np.float32)
+        chunk *= std
+        if mean is not None:
+            chunk += mean
+        out[start:stop] = chunk  # casts to the storage dtype
+    return out.reshape(shape)
+
+
+def _write_safetensors(path: Path, tensors: List[_Tensor], *, dtype: str, seed: int, metadata: dict) -> None:
+    """Stream tensors into a safetensors file (same format ``safetensors.numpy.save_file`` writes).
+
+    Writing tensor by tensor keeps memory bounded (a full SD1 in f32 is >4 GB).
+    """
+    np_dtype, st_dtype = _DTYPES[dtype]
+    itemsize = np.dtype(np_dtype).itemsize
+    names = [t[0] for t in tensors]
+    if len(set(names)) != len(names):
+        raise AssertionError("duplicate tensor names in forge spec")
+
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for name, shape, _ in tensors:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            workers = max(1, min(4, os.cpu_count() or 1))
+            with ThreadPoolExecutor(workers) as pool:
+                pending: deque = deque()
+                for t in tensors:
+                    pending.append(pool.submit(_materialize, t, seed, np_dtype))
+                    if len(pending) > 2 * workers:
+                        f.write(pending.popleft().result().reshape(-1).view(np.uint8))
+                while pending:
+                    f.write(pending.popleft().result().reshape(-1).view(np.uint8))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _spec_path(kind: str, spec: dict) -> Path:
+    """Where :func:`_forge` puts (or has put) the model of ``kind``/``spec``, without writing it."""
+    full_spec = dict(spec)
+    full_spec["kind"] = kind
+    full_spec["forge_version"] = FORGE_VERSION
+    canonical = json.dumps(full_spec, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return cache_dir() / f"{kind}-{digest}.safetensors"
+
+
+def _check_dtype(dtype: str) -> str:
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def make(builders: dict, kind: str, spec: dict) -> Path:
+    """The cached file of ``kind``/``spec``, written from ``builders[kind](spec)`` if missing."""
+    return _forge(kind, spec, lambda: builders[kind](spec))

@@ -1,0 +1,204 @@
+"""SD1 family: full and tiny SD1, SDXS, TAESD, the SD1 ControlNet, ESRGAN, LoRAs, GGUF."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable, Iterator, List, Sequence, Tuple
+
+from .blocks import _chain, _clip_l, _controlnet_sd1, _esrgan, _taesd, _unet, _vae_kl
+from .io import FORGE_VERSION, _check_dtype, _Tensor, cache_dir, make
+
+
+_UNET = "model.diffusion_model"
+_CLIP = "cond_stage_model.transformer.text_model"
+_VAE = "first_stage_model"
+
+_LORA_STD = 0.2  # up/down std: merged delta std ~ 2 * 0.2**2 = 0.08 per entry at rank 4, 4x the base weights
+_NAMINGS = ("kohya", "ldm")
+_TARGETS = ("unet", "te", "all")
+_LORA_BASES = ("sd1", "sd1_tiny")
+
+
+def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> List[Tuple[str, int, int]]:
+    """(module path, in_features, out_features) of the linear layers whose name contains a marker."""
+    mods = []
+    for name, shape, _ in tensors:
+        if name.endswith(".weight") and len(shape) == 2 and any(m in name for m in markers):
+            mods.append((name[: -len(".weight")], shape[1], shape[0]))
+    return mods
+
+
+def _ldm_to_diffusers_block(path: str) -> str:
+    """``input_blocks.4.1.x`` -> ``down_blocks.1.attentions.0.x`` (inverse of the engine's table)."""
+    parts = path.split(".")
+    kind, n = parts[0], int(parts[1])
+    if kind == "input_blocks":
+        i, j = divmod(n - 1, 3)
+        return f"down_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
+    if kind == "output_blocks":
+        i, j = divmod(n, 3)
+        return f"up_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
+    if kind == "middle_block":
+        return "mid_block.attentions.0." + ".".join(parts[2:])
+    raise ValueError(path)
+
+
+def _lora_key(module: str, naming: str) -> str:
+    if naming == "ldm":
+        return module
+    # kohya: diffusers module path with '.' -> '_'
+    if module.startswith(_UNET + "."):
+        return "lora_unet_" + _ldm_to_diffusers_block(module[len(_UNET) + 1 :]).replace(".", "_")
+    if module.startswith(_CLIP + "."):
+        return "lora_te_text_model_" + module[len(_CLIP) + 1 :].replace(".", "_")
+    raise ValueError(module)
+
+
+def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
+    mods: List[Tuple[str, int, int]] = []
+    if target in ("unet", "all"):
+        mods += _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), (".attn1.", ".attn2."))
+    if target in ("te", "all"):
+        mods += _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))
+    for module, n_in, n_out in mods:
+        key = _lora_key(module, naming)
+        yield f"{key}.lora_down.weight", (rank, n_in), _LORA_STD
+        yield f"{key}.lora_up.weight", (n_out, rank), _LORA_STD
+        yield f"{key}.alpha", (), ("fill", float(rank))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+BUILDERS = {
+    "sd1": lambda s: _chain(_unet(_UNET), _clip_l(_CLIP), _vae_kl(_VAE)),
+    "sd1_tiny": lambda s: _chain(_unet(_UNET, tiny=True), _clip_l(_CLIP), _vae_kl(_VAE)),
+    # SDXS-512-DS: tiny UNet without attention at full resolution; its VAE is a TAESD
+    # stored under first_stage_model. (the engine renames it to tae.)
+    "sdxs": lambda s: _chain(_unet(_UNET, tiny=True, attention_resolutions=(4, 2)), _clip_l(_CLIP), _taesd(_VAE)),
+    "taesd": lambda s: _taesd(""),
+    "controlnet_sd1": lambda s: _controlnet_sd1("control_model"),
+    "esrgan_x4": lambda s: _esrgan(s["num_block"], 4),
+    "lora_sd1": lambda s: _lora(s["base"], s["naming"], s["rank"], s["target"]),
+    "lora_sd1_tiny": lambda s: _lora(s["base"], s["naming"], s["rank"], s["target"]),
+}
+
+
+def _make(kind: str, spec: dict) -> Path:
+    return make(BUILDERS, kind, spec)
+
+
+def sd1(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Full Stable Diffusion 1.x checkpoint (UNet + CLIP ViT-L/14 text + KL VAE), ldm names.
+
+    The engine detects it as ``SD 1.x``.  1.07e9 parameters: ~2.1 GB in f16, ~4.3 GB in f32.
+    """
+    return _make("sd1", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def sd1_tiny(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Distilled tiny SD1 (BK-SDM-Tiny style UNet) + CLIP-L + KL VAE in one file.
+
+    The engine detects it as ``SD 1.x Tiny UNet`` (num_res_blocks 1, channel_mult (1, 2, 4),
+    no middle block).  ~1.1 GB in f16; the fast model for most tests.
+    """
+    return _make("sd1_tiny", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def sdxs(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """SDXS-512-DreamShaper style checkpoint: tiny UNet without full-resolution attention,
+    CLIP-L, and a TAESD autoencoder stored under ``first_stage_model.``.
+
+    The engine detects it as ``SDXS (512-DS)`` and always encodes/decodes with the TAE.
+    """
+    return _make("sdxs", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def taesd(*, seed: int = 0) -> Path:
+    """TAESD for the SD1 latent space (``encoder.layers.N`` / ``decoder.layers.N``, f32),
+    as the engine's ``taesd_path`` expects."""
+    return _make("taesd", {"dtype": "f32", "seed": int(seed)})
+
+
+def controlnet_sd1(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """SD1 ControlNet (``control_model.*``: input_hint_block, zero_convs, middle_block_out).
+
+    Pair it with :func:`sd1`: the tiny UNets have a different number of skip connections.
+    """
+    return _make("controlnet_sd1", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def esrgan_x4(*, seed: int = 0) -> Path:
+    """Real-ESRGAN x4 RRDBNet (BasicSR names) with one RRDB block, f32; the engine reports scale 4."""
+    return _make("esrgan_x4", {"dtype": "f32", "seed": int(seed), "num_block": 1})
+
+
+def lora_sd1(
+    *, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet", base: str = "sd1"
+) -> Path:
+    """LoRA (f32) on the attention/MLP projections of :func:`sd1` (or ``base="sd1_tiny"``).
+
+    ``naming="kohya"``: ``lora_unet_down_blocks_0_attentions_0_..._attn1_to_q.lora_up.weight`` and
+    ``lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight`` (+ ``.lora_down.weight``,
+    ``.alpha``).  ``naming="ldm"``: the checkpoint's own module paths, e.g.
+    ``model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight`` and
+    ``cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.lora_up.weight``.
+    ``target``: ``"unet"`` (attn1/attn2 q, k, v, out), ``"te"`` (self-attention q, k, v, out and
+    mlp fc1, fc2) or ``"all"``.  alpha == rank (scale 1); the weights are large enough that
+    applying the LoRA at multiplier 1 visibly changes the image.
+    """
+    if naming not in _NAMINGS:
+        raise ValueError(f"naming must be one of {_NAMINGS}, got {naming!r}")
+    if target not in _TARGETS:
+        raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
+    if base not in _LORA_BASES:
+        raise ValueError(f"base must be one of {_LORA_BASES}, got {base!r}")
+    if int(rank) < 1:
+        raise ValueError("rank must be >= 1")
+    spec = {"dtype": "f32", "seed": int(seed), "naming": naming, "rank": int(rank), "target": target, "base": base}
+    return _make(f"lora_{base}", spec)
+
+
+def lora_sd1_tiny(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet") -> Path:
+    """LoRA for :func:`sd1_tiny`; same as ``lora_sd1(base="sd1_tiny", ...)``."""
+    return lora_sd1(naming=naming, rank=rank, seed=seed, target=target, base="sd1_tiny")
+
+
+# --------------------------------------------------------------------------- GGUF through the engine
+
+
+_GGUF_BASES = {"sd1": sd1, "sd1_tiny": sd1_tiny}
+
+
+def gguf(*, base: str = "sd1_tiny", wtype: str = "q8_0", seed: int = 0) -> Path:
+    """A quantized GGUF of a forged model, made by the engine's own converter
+    (:func:`gouache.convert_model`), cached like every forged file."""
+    from ..._sdcpp.functions import convert_model
+    from ..._sdcpp.native import SDType
+
+    if base not in _GGUF_BASES:
+        raise ValueError(f"base must be one of {sorted(_GGUF_BASES)}, got {base!r}")
+    engine_type = SDType.parse(wtype).engine_name
+    src = _GGUF_BASES[base](seed=seed)
+    spec = {"base": base, "wtype": engine_type, "seed": int(seed), "source": src.name, "forge_version": FORGE_VERSION}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"gguf_{base}_{engine_type}-{digest}.gguf"
+    if path.exists():
+        return path
+    try:
+        convert_model(src, path, output_type=engine_type)
+    except Exception:
+        if path.exists():  # another process finished the same file first
+            return path
+        raise
+    return path
+
+
+# =========================================================================== DiT families
+#
+# Flux and Wan 2.1 below are written as *diffusion-model-only* files (the layout of the
+# official ``flux1-dev.safetensors`` / ``wan2.1_t2v_1.3B_fp16.safetensors``: bare names such
+# as ``double_blocks.0.img_attn.qkv.weight`` or ``blocks.0.self_attn.q.weight``), to be
+# passed as ``diffusion_model_path``; the engine prefixes them with ``model.diffusion_model.``.
