@@ -74,7 +74,7 @@ def conversion_ms() -> dict:
     import numpy as np
 
     from gouache._sdcpp import native as _native
-    from gouache._image import SDImage
+    from gouache._sdcpp.image import copy_from_c
 
     n = 1024 * 1024 * 3
     buf = (ctypes.c_uint8 * n).from_buffer_copy(np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes())
@@ -82,7 +82,7 @@ def conversion_ms() -> dict:
     copy, to_pil = [], []
     for _ in range(50):
         t0 = time.perf_counter()
-        img = SDImage._copy_from_c(c)
+        img = copy_from_c(c)
         t1 = time.perf_counter()
         img.to_pil()
         t2 = time.perf_counter()

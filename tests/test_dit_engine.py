@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gouache as g
+from gouache._modelfiles import architecture
 from gouache._modelfiles import headers as _modelfile
 from gouache.testing import forge
 
@@ -158,7 +159,7 @@ def wan_video(ctx, seed, **kw):
 
 def test_wan_gguf_file():
     tensors = _modelfile.read_tensors(forge.wan21_t2v_gguf())
-    assert _modelfile.wan_block_count(tensors) == 30
+    assert architecture.wan_block_count(tensors) == 30
     assert tensors["blocks.0.self_attn.q.weight"].dtype == "Q4_0"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
+from gouache._modelfiles import architecture
 from gouache._modelfiles import headers as _modelfile
 from gouache.testing import forge
 from gouache.testing.forge import blocks, dit_family
@@ -56,8 +57,8 @@ def test_flux_layout():
     assert L["final_layer.linear.weight"] == (64, 256)
     assert L["final_layer.adaLN_modulation.1.weight"] == (512, 256)
     # gouache's own architecture sniffing sees a Flux model without a text encoder
-    assert _modelfile.is_flux(infos(L)) and _modelfile.is_flux(infos(L, "model.diffusion_model."))
-    assert not _modelfile.has_text_encoder(infos(L))
+    assert architecture.is_flux(infos(L)) and architecture.is_flux(infos(L, "model.diffusion_model."))
+    assert not architecture.has_text_encoder(infos(L))
 
 
 def test_flux_options_change_the_layout():
@@ -138,8 +139,8 @@ def test_wan21_layout():
     assert L["head.modulation"] == (1, 2, 1536)
     assert L["head.head.weight"] == (64, 1536)  # 16 channels x 1x2x2
     assert not any("img_emb" in k or "vace" in k for k in L)  # T2V, not I2V/VACE
-    assert _modelfile.wan_block_count(infos(L)) == 30
-    assert _modelfile.wan_block_count(infos(L, "model.diffusion_model.")) == 30
+    assert architecture.wan_block_count(infos(L)) == 30
+    assert architecture.wan_block_count(infos(L, "model.diffusion_model.")) == 30
     assert forge.WAN21_1_3B["num_heads"] == 12 and 1536 // 12 == 128
 
 
@@ -208,7 +209,7 @@ def test_wan_gguf_pipeline(cache, monkeypatch):
     assert re.fullmatch(r"gguf_wan21_t2v_q8_0-[0-9a-f]{12}\.gguf", p.name)
     assert os.listdir(cache) == [p.name]  # the temporary f16 source is gone
     tensors = _modelfile.read_tensors(p)
-    assert _modelfile.wan_block_count(tensors) == 30
+    assert architecture.wan_block_count(tensors) == 30
     assert tensors["blocks.0.ffn.0.weight"].dtype == "Q8_0"
     # the engine stores the Conv3d weight (dim, 16, 1, 2, 2) folded to 4 dims, as it loads it
     assert tensors["patch_embedding.weight"].shape == (16 * 64, 1, 2, 2)

@@ -179,7 +179,7 @@ def test_canary_engine_aborts_on_sdxl_controlnet(sdxl_model, converted_cn):
         import numpy as np
         import gouache as g
         from gouache._sdcpp import checks as _checks
-        _checks._is_sdxl_unet = lambda tensors: False  # bypass the guard: this run is meant to abort
+        _checks._refuse_controlnet_on_sdxl = lambda p, facts: None  # bypass the guard: this run is meant to abort
         ctx = g.SDContext(g.SDContextParams(model_path={str(sdxl_model)!r}, control_net_path={str(converted_cn)!r}))
         ctx.generate_image(g.SDImageGenParams(prompt="x", width={SIZE}, height={SIZE},
             control_image=np.zeros(({SIZE}, {SIZE}, 3), np.uint8),
@@ -205,7 +205,7 @@ def sdxl_ctx(sdxl_model, converted_cn):
     logger.setLevel(logging.INFO)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(_checks, "_is_sdxl_unet", lambda tensors: False)
+            mp.setattr(_checks, "_refuse_controlnet_on_sdxl", lambda p, facts: None)
             ctx = g.SDContext(g.SDContextParams(model_path=sdxl_model, control_net_path=converted_cn))
     finally:
         logger.removeHandler(handler)

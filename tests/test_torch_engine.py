@@ -109,7 +109,8 @@ def test_fp32_path_runs(full_model):
 
 
 def test_auto_engine_selection(tiny_model, full_model):
-    from gouache._engines.base import ModelFiles, select_engine
+    from gouache._engines.registry import select_engine
+    from gouache._engines.requests import ModelFiles
 
     assert select_engine("auto", "sd1", ModelFiles(model=full_model))[0] == "torch"
     assert select_engine("auto", "sd1_tiny", ModelFiles(model=tiny_model))[0] == "sdcpp"

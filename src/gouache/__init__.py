@@ -13,11 +13,13 @@ per-call progress/preview callbacks, and checks that refuse inputs the engine wo
 crash on.
 """
 
+import logging as _logging
+
 from ._sdcpp.functions import canny, convert_model, physical_cores, system_info, version
 from ._sdcpp.handles import SDContext, Upscaler
 from ._modelfiles.assemble import assemble_checkpoint
 from ._sdcpp.dispatch import Preview, PreviewOptions, Progress
-from ._engines.base import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
+from ._engines.requests import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
     EngineBusyError,
     EngineError,
@@ -60,6 +62,9 @@ from ._sdcpp.params import (
 )
 from ._version import __version__
 from ._pipeline.video import save_video
+
+# A library never configures logging; without a handler of the application's, gouache is silent.
+_logging.getLogger("gouache").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Cache",

@@ -1,18 +1,23 @@
-"""SDImage: an image in the engine's layout (H, W, C uint8, C in {1, 3, 4}), owned by Python."""
+"""Images: SDImage (H, W, C uint8 pixels owned by Python) and the API edge's one conversion.
+
+:class:`SDImage` is the engine's pixel layout without any native memory: the binding turns
+it into the C struct (:mod:`gouache._sdcpp.image`).  :func:`as_pil` is how the pipeline
+takes an image argument (path, PIL image, numpy array or SDImage): one conversion, to the
+PIL mode the pipeline works in.
+"""
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from ._sdcpp import native as _native
 from ._errors import InvalidInputError
 
-_CHANNELS = (1, 3, 4)
+#: Channel counts an SDImage may have (grayscale, RGB, RGBA).
+CHANNELS = (1, 3, 4)
 
 
 class SDImage:
@@ -44,7 +49,7 @@ class SDImage:
             raise InvalidInputError(f"expected a numpy array, got {type(array).__name__}")
         if array.ndim == 2:
             array = array[:, :, None]
-        if array.ndim != 3 or array.shape[2] not in _CHANNELS:
+        if array.ndim != 3 or array.shape[2] not in CHANNELS:
             raise InvalidInputError(
                 f"image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}"
             )
@@ -166,7 +171,7 @@ class SDImage:
         """This image converted to 1 (luma), 3 (RGB) or 4 (RGBA) channels."""
         if channels == self.channels:
             return self
-        if channels not in _CHANNELS:
+        if channels not in CHANNELS:
             raise InvalidInputError(f"channels must be 1, 3 or 4; got {channels}")
         pil = self.to_pil()
         return SDImage.from_pil(pil.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels]))
@@ -181,26 +186,30 @@ class SDImage:
 
     __hash__ = None  # type: ignore[assignment]
 
-    # -- native boundary ----------------------------------------------------------
-
-    def _as_c(self) -> _native.sd_image_t:
-        """An ``sd_image_t`` pointing into this image's buffer (valid while ``self`` lives)."""
-        arr = self._array
-        return _native.sd_image_t(
-            arr.shape[1],
-            arr.shape[0],
-            arr.shape[2],
-            arr.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-        )
-
-    @classmethod
-    def _copy_from_c(cls, img: _native.sd_image_t) -> "SDImage":
-        """Copy an engine image into Python (does not free it)."""
-        w, h, c = int(img.width), int(img.height), int(img.channel)
-        if not img.data or w <= 0 or h <= 0 or c not in _CHANNELS:
-            raise ValueError(f"engine returned an invalid image ({w}x{h}x{c}, data={bool(img.data)})")
-        buf = np.ctypeslib.as_array(img.data, shape=(h * w * c,))
-        return cls(buf.reshape(h, w, c).copy())
-
 
 ImageLike = Union[SDImage, np.ndarray, str, os.PathLike, Any]
+
+
+def as_pil(value: ImageLike, mode: str, what: str):
+    """A PIL image in ``mode`` ("RGB" or "L") from a path, PIL image, numpy array or SDImage.
+
+    The pipeline's one conversion of an image argument.  RGBA becomes RGB over white;
+    refusals name ``what``.
+    """
+    from PIL import Image
+
+    try:
+        if isinstance(value, Image.Image):
+            if value.width == 0 or value.height == 0:
+                raise InvalidInputError(f"image is empty: size {value.size}")
+            image = value
+        else:
+            image = SDImage.coerce(value).to_pil()
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{what}: {exc}") from None
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if mode == "RGB" and has_alpha:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    return image if image.mode == mode else image.convert(mode)

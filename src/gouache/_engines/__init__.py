@@ -1,1 +1,3 @@
-"""Engine implementations of gouache._engines.base.Engine (imported by name, never by pipelines)."""
+"""Engines behind one interface (:mod:`.base`) and one registry (:mod:`.registry`); the
+engine-neutral requests (:mod:`.requests`).  Engine modules are imported by name, never by the
+pipeline."""

@@ -1,4 +1,4 @@
-"""The stable-diffusion.cpp engine: maps engine-neutral requests onto the low-level API."""
+"""The stable-diffusion.cpp engine: maps engine-neutral requests onto gouache's binding."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import logging
 import time
 from typing import Any
 
-from . import base as E
-from .._sdcpp.handles import SDContext
-from .._sdcpp.dispatch import PreviewOptions, Progress
 from .._errors import InvalidInputError
 from .._image import SDImage
-from .._sdcpp.native import PreviewMode, SampleMethod, Scheduler
+from .._sdcpp.dispatch import PreviewOptions, Progress
 from .._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
+from .._sdcpp.handles import SDContext, Upscaler
+from .._sdcpp.native import PreviewMode
 from .._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
@@ -22,12 +21,30 @@ from .._sdcpp.params import (
     SDSampleParams,
     SDTilingParams,
 )
-
+from .._vocabulary import SAMPLERS, SCHEDULERS, names
+from .base import Engine, Explanation
+from .requests import (
+    Cache,
+    EngineOptions,
+    Hires,
+    Hooks,
+    ImageRequest,
+    LoraSpec,
+    ModelFiles,
+    PhotoMakerInput,
+    PreviewSpec,
+    ProgressFn,
+    Sampling,
+    VideoRequest,
+)
 
 log = logging.getLogger("gouache")
 
 
-def _progress_adapter(fn: E.ProgressFn | None):
+# --------------------------------------------------------------------------- callbacks
+
+
+def _progress_adapter(fn: ProgressFn | None):
     """Engine Progress events -> ``fn(step, total, elapsed)`` for sampling steps only."""
     if fn is None:
         return None
@@ -40,159 +57,126 @@ def _progress_adapter(fn: E.ProgressFn | None):
     return on_progress
 
 
-def _load_progress_adapter(fn: E.ProgressFn | None):
+def _load_progress_adapter(fn: ProgressFn | None):
     if fn is None:
         return None
     start = time.perf_counter()
     return lambda p: fn(p.step, p.total, time.perf_counter() - start)
 
 
-def _preview_adapter(hooks: E.Hooks):
+def _preview_adapter(hooks: Hooks):
     if hooks.preview is None:
         return None, None
-    spec = hooks.preview_spec or E.PreviewSpec()
+    spec = hooks.preview_spec or PreviewSpec()
     options = PreviewOptions(mode=PreviewMode.parse(spec.mode), interval=int(spec.interval))
     fn = hooks.preview
     return (lambda pv: fn(pv.step, [f.to_pil() for f in pv.frames])), options
 
 
-def _sample(steps: int, cfg: float, sampler: str | None, scheduler: str | None, eta: float | None,
-            flow_shift: float | None, guidance: E.Guidance) -> SDSampleParams:
+# --------------------------------------------------------------------------- request -> parameters
+
+
+def _sd_image(image: Any) -> SDImage | None:
+    """The engine edge: a PIL image (already RGB or L) as the binding's SDImage."""
+    return None if image is None else SDImage.from_pil(image)
+
+
+def sample_params(s: Sampling) -> SDSampleParams:
+    g = s.guidance
     return SDSampleParams(
-        txt_cfg=float(cfg),
-        img_cfg=guidance.image_cfg_scale,
-        distilled_guidance=3.5 if guidance.distilled_guidance is None else float(guidance.distilled_guidance),
-        slg_layers=tuple(guidance.slg_layers),
-        slg_layer_start=guidance.slg_start,
-        slg_layer_end=guidance.slg_end,
-        slg_scale=guidance.slg_scale,
-        sample_method=sampler,
-        scheduler=scheduler,
-        sample_steps=int(steps),
-        eta=eta,
-        flow_shift=flow_shift,
+        txt_cfg=float(s.cfg_scale),
+        img_cfg=g.image_cfg_scale,
+        distilled_guidance=3.5 if g.distilled_guidance is None else float(g.distilled_guidance),
+        slg_layers=tuple(g.slg_layers),
+        slg_layer_start=g.slg_start,
+        slg_layer_end=g.slg_end,
+        slg_scale=g.slg_scale,
+        sample_method=s.sampler,
+        scheduler=s.scheduler,
+        sample_steps=int(s.steps),
+        eta=s.eta,
+        flow_shift=s.flow_shift,
     )
 
 
-def _loras(loras: tuple[E.LoraSpec, ...]) -> list[SDLora]:
-    return [SDLora(l.path, float(l.weight), bool(l.high_noise)) for l in loras]
+def _loras(loras: tuple[LoraSpec, ...]) -> list[SDLora]:
+    return [SDLora(spec.path, float(spec.weight), bool(spec.high_noise)) for spec in loras]
 
 
-def _pil(img: Any, channels: int) -> SDImage | None:
-    if img is None:
-        return None
-    return SDImage.coerce(img).with_channels(channels)
+def _hires(h: Hires | None) -> SDHiresParams:
+    if h is None:
+        return SDHiresParams()
+    return SDHiresParams(enabled=True, upscaler=h.upscaler, model_path=h.model, scale=h.scale, target_width=h.width,
+                         target_height=h.height, steps=h.steps, denoising_strength=h.denoising_strength)
 
 
-class SdcppEngine(E.Engine):
-    """stable-diffusion.cpp through gouache's ctypes binding (one SDContext)."""
-
-    name = "sdcpp"
-
-    def __init__(self, ctx: SDContext, options: E.EngineOptions) -> None:
-        self.ctx = ctx
-        self.options = options
-        self._warned_guidance = False
-
-    @classmethod
-    def samplers(cls) -> list[str]:
-        return SampleMethod.names()
-
-    @classmethod
-    def schedulers(cls) -> list[str]:
-        return Scheduler.names()
-
-    @property
-    def can_generate_video(self) -> bool:
-        return self.ctx.supports_video_generation
-
-    def _tiling(self, flag: bool | None) -> SDTilingParams:
-        return SDTilingParams(enabled=self.options.vae_tiling if flag is None else bool(flag))
-
-    def generate_images(self, r: E.ImageRequest, hooks: E.Hooks) -> list[Any]:
-        if r.control_image is not None and tuple(r.control_guidance) != (0.0, 1.0) and not self._warned_guidance:
-            self._warned_guidance = True
-            log.warning("control_guidance %s ignored: the sdcpp engine applies ControlNet on every step"
-                        " (use engine='torch' for start/end control)", tuple(r.control_guidance))
-        hires = SDHiresParams()
-        if r.hires is not None:
-            h = r.hires
-            hires = SDHiresParams(enabled=True, upscaler=h.upscaler, model_path=h.model, scale=h.scale,
-                                  target_width=h.width, target_height=h.height, steps=h.steps,
-                                  denoising_strength=h.denoising_strength)
-        cache = SDCacheParams()
-        if r.cache is not None:
-            cache = SDCacheParams(mode=r.cache.mode, start_percent=r.cache.start, end_percent=r.cache.end)
-            if r.cache.threshold is not None:
-                cache.reuse_threshold = float(r.cache.threshold)
-                cache.residual_diff_threshold = float(r.cache.threshold)
-        pm = SDPhotoMakerParams()
-        if r.photo_maker is not None:
-            pm = SDPhotoMakerParams(id_images=[_pil(i, 3) for i in r.photo_maker.images],
-                                    id_embed_path=r.photo_maker.id_embedding,
-                                    style_strength=r.photo_maker.style_strength)
-        params = SDImageGenParams(
-            prompt=r.prompt,
-            negative_prompt=r.negative_prompt,
-            loras=_loras(r.loras),
-            clip_skip=r.clip_skip,
-            init_image=_pil(r.init_image, 3),
-            ref_images=[_pil(i, 3) for i in r.ref_images],
-            mask_image=_pil(r.mask, 1),
-            width=r.width,
-            height=r.height,
-            sample_params=_sample(r.steps, r.cfg_scale, r.sampler, r.scheduler, r.eta, r.flow_shift, r.guidance),
-            strength=r.strength,
-            seed=r.seed,
-            batch_count=r.batch,
-            control_image=_pil(r.control_image, 3),
-            control_strength=r.control_strength,
-            pm_params=pm,
-            vae_tiling_params=self._tiling(r.vae_tiling),
-            cache=cache,
-            hires=hires,
-        )
-        preview, preview_options = _preview_adapter(hooks)
-        images = self.ctx.generate_image(params, progress=_progress_adapter(hooks.progress),
-                                         preview=preview, preview_options=preview_options)
-        return [im.to_pil() for im in images]
-
-    def generate_video(self, r: E.VideoRequest, hooks: E.Hooks) -> list[Any]:
-        if not self.can_generate_video:
-            raise InvalidInputError("this model cannot generate video (load a Wan model for video)")
-        high = SDSampleParams(sample_steps=-1)
-        if r.high_noise_steps is not None:
-            high = _sample(r.high_noise_steps, r.cfg_scale if r.high_noise_cfg_scale is None else r.high_noise_cfg_scale,
-                           r.high_noise_sampler or r.sampler, r.scheduler, None, r.flow_shift, r.guidance)
-        params = SDVideoGenParams(
-            prompt=r.prompt,
-            negative_prompt=r.negative_prompt,
-            loras=_loras(r.loras),
-            clip_skip=r.clip_skip,
-            init_image=_pil(r.init_image, 3),
-            end_image=_pil(r.end_image, 3),
-            control_frames=[_pil(f, 3) for f in r.control_frames],
-            width=r.width,
-            height=r.height,
-            sample_params=_sample(r.steps, r.cfg_scale, r.sampler, r.scheduler, None, r.flow_shift, r.guidance),
-            high_noise_sample_params=high,
-            moe_boundary=r.moe_boundary,
-            strength=r.strength,
-            seed=r.seed,
-            video_frames=r.frames,
-            vace_strength=r.vace_strength,
-            vae_tiling_params=self._tiling(r.vae_tiling),
-        )
-        preview, preview_options = _preview_adapter(hooks)
-        frames = self.ctx.generate_video(params, progress=_progress_adapter(hooks.progress),
-                                         preview=preview, preview_options=preview_options)
-        return [f.to_pil() for f in frames]
-
-    def close(self) -> None:
-        self.ctx.close()
+def _cache(c: Cache | None) -> SDCacheParams:
+    if c is None:
+        return SDCacheParams()
+    params = SDCacheParams(mode=c.mode, start_percent=c.start, end_percent=c.end)
+    if c.threshold is not None:
+        params.reuse_threshold = float(c.threshold)
+        params.residual_diff_threshold = float(c.threshold)
+    return params
 
 
-def context_params(files: E.ModelFiles, options: E.EngineOptions, threads: int | None,
+def _photo_maker(p: PhotoMakerInput | None) -> SDPhotoMakerParams:
+    if p is None:
+        return SDPhotoMakerParams()
+    return SDPhotoMakerParams(id_images=[_sd_image(i) for i in p.images], id_embed_path=p.id_embedding,
+                              style_strength=p.style_strength)
+
+
+def image_params(r: ImageRequest, options: EngineOptions) -> SDImageGenParams:
+    """The binding's parameters for one image request (nothing native runs here)."""
+    init, control = r.init, r.control
+    return SDImageGenParams(
+        prompt=r.prompt,
+        negative_prompt=r.negative_prompt,
+        loras=_loras(r.loras),
+        clip_skip=r.clip_skip,
+        init_image=None if init is None else _sd_image(init.image),
+        ref_images=[_sd_image(i) for i in r.ref_images],
+        mask_image=None if init is None else _sd_image(init.mask),
+        width=r.width,
+        height=r.height,
+        sample_params=sample_params(r.sampling),
+        strength=0.75 if init is None else init.strength,
+        seed=r.seed,
+        batch_count=r.batch,
+        control_image=None if control is None else _sd_image(control.image),
+        control_strength=0.9 if control is None else control.strength,
+        pm_params=_photo_maker(r.photo_maker),
+        vae_tiling_params=SDTilingParams(enabled=options.vae_tiling if r.vae_tiling is None else bool(r.vae_tiling)),
+        cache=_cache(r.cache),
+        hires=_hires(r.hires),
+    )
+
+
+def video_params(r: VideoRequest, options: EngineOptions) -> SDVideoGenParams:
+    """The binding's parameters for one video request (nothing native runs here)."""
+    return SDVideoGenParams(
+        prompt=r.prompt,
+        negative_prompt=r.negative_prompt,
+        loras=_loras(r.loras),
+        clip_skip=r.clip_skip,
+        init_image=_sd_image(r.init_image),
+        end_image=_sd_image(r.end_image),
+        control_frames=[_sd_image(f) for f in r.control_frames],
+        width=r.width,
+        height=r.height,
+        sample_params=sample_params(r.sampling),
+        high_noise_sample_params=SDSampleParams(sample_steps=-1) if r.high_noise is None else sample_params(r.high_noise),
+        moe_boundary=r.moe_boundary,
+        strength=r.strength,
+        seed=r.seed,
+        video_frames=r.frames,
+        vace_strength=r.vace_strength,
+        vae_tiling_params=SDTilingParams(enabled=options.vae_tiling if r.vae_tiling is None else bool(r.vae_tiling)),
+    )
+
+
+def context_params(files: ModelFiles, options: EngineOptions, threads: int | None,
                    weight_type: str | None) -> SDContextParams:
     return SDContextParams(
         model_path=files.model,
@@ -225,11 +209,68 @@ def context_params(files: E.ModelFiles, options: E.EngineOptions, threads: int |
     )
 
 
-def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
-                  weight_type: str | None, on_load_progress: E.ProgressFn | None = None) -> SdcppEngine:
-    ctx = SDContext(context_params(files, options, threads, weight_type),
-                    progress=_load_progress_adapter(on_load_progress))
-    return SdcppEngine(ctx, options)
+# --------------------------------------------------------------------------- the engine
 
 
-ENGINE_CLASS = SdcppEngine
+class SdcppEngine(Engine):
+    """stable-diffusion.cpp through gouache's ctypes binding (one SDContext)."""
+
+    name = "sdcpp"
+
+    def __init__(self, ctx: SDContext, options: EngineOptions) -> None:
+        self.ctx = ctx
+        self.options = options
+        self._warned_guidance = False
+
+    @classmethod
+    def explain(cls, family: str | None = None, files: ModelFiles | None = None) -> Explanation:
+        return Explanation(True, "stable-diffusion.cpp runs every family gouache detects, from single files or parts")
+
+    @classmethod
+    def samplers(cls) -> list[str]:
+        return names(SAMPLERS)
+
+    @classmethod
+    def schedulers(cls) -> list[str]:
+        return names(SCHEDULERS)
+
+    @classmethod
+    def create(cls, files: ModelFiles, *, options: EngineOptions, threads: int | None, weight_type: str | None,
+               on_load_progress: ProgressFn | None = None) -> SdcppEngine:
+        ctx = SDContext(context_params(files, options, threads, weight_type),
+                        progress=_load_progress_adapter(on_load_progress))
+        return cls(ctx, options)
+
+    @classmethod
+    def upscale(cls, image: Any, model: Any, *, factor: int | None, tile_size: int, threads: int | None) -> Any:
+        with Upscaler(model, n_threads=threads, tile_size=tile_size) as up:
+            return up.upscale(SDImage.from_pil(image), factor).to_pil()
+
+    @property
+    def can_generate_video(self) -> bool:
+        return self.ctx.supports_video_generation
+
+    def generate_images(self, r: ImageRequest, hooks: Hooks) -> list[Any]:
+        control = r.control
+        if control is not None and (control.start, control.end) != (0.0, 1.0) and not self._warned_guidance:
+            self._warned_guidance = True
+            log.warning("control_guidance %s ignored: the sdcpp engine applies ControlNet on every step"
+                        " (use engine='torch' for start/end control)", (control.start, control.end))
+        preview, preview_options = _preview_adapter(hooks)
+        images = self.ctx.generate_image(image_params(r, self.options), progress=_progress_adapter(hooks.progress),
+                                         preview=preview, preview_options=preview_options)
+        return [im.to_pil() for im in images]
+
+    def generate_video(self, r: VideoRequest, hooks: Hooks) -> list[Any]:
+        if not self.can_generate_video:
+            raise InvalidInputError("this model cannot generate video (load a Wan model for video)")
+        preview, preview_options = _preview_adapter(hooks)
+        frames = self.ctx.generate_video(video_params(r, self.options), progress=_progress_adapter(hooks.progress),
+                                         preview=preview, preview_options=preview_options)
+        return [f.to_pil() for f in frames]
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+ENGINE = SdcppEngine

@@ -19,15 +19,11 @@ so memory stays small and dtypes (F32, F16, BF16) are kept.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import struct
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
-from .._errors import InvalidInputError
 from .headers import safetensors_header
 from .writer import copy_tensors
 

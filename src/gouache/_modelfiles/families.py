@@ -17,7 +17,18 @@ from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 
-from .headers import TensorInfo, strip_prefix
+from .architecture import (
+    Tensors,
+    any_prefix,
+    any_substr,
+    context_dim,
+    has_middle_block,
+    has_unet,
+    last_dim,
+    shape_of,
+    strip_prefix,
+    unet_names,
+)
 
 __all__ = [
     "GENERATORS",
@@ -25,9 +36,6 @@ __all__ = [
     "detect_family",
     "is_few_step",
 ]
-
-Tensors = Mapping[str, TensorInfo]
-
 
 class Family(str, Enum):
     """What a model file is: a diffusion model family, a component, or ``unknown``."""
@@ -68,31 +76,6 @@ GENERATORS = frozenset(
                  Family.TEXT_ENCODER, Family.UNKNOWN)
 )
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _any_prefix(names: Tensors, *prefixes: str) -> bool:
-    return any(k.startswith(prefixes) for k in names)
-
-
-def _any_substr(names: Tensors, *parts: str) -> bool:
-    return any(p in k for k in names for p in parts)
-
-
-def _shape(names: Tensors, *candidates: str) -> tuple[int, ...] | None:
-    """Shape of the first candidate name present."""
-    for c in candidates:
-        if c in names:
-            return names[c].shape
-    return None
-
-
-def _last_dim(names: Tensors, *candidates: str) -> int | None:
-    """ggml's ``ne[0]`` (the innermost dimension) of the first candidate present."""
-    shape = _shape(names, *candidates)
-    return shape[-1] if shape else None
-
-
 # --------------------------------------------------------------------------- component files
 
 _LORA_MARKERS = (".lora_up.", ".lora_down.", ".lora_A.", ".lora_B.", ".lora.up.", ".lora.down.",
@@ -101,41 +84,41 @@ _LORA_MARKERS = (".lora_up.", ".lora_down.", ".lora_A.", ".lora_B.", ".lora.up."
 
 def _is_lora(t: Tensors) -> bool:
     """kohya / diffusers / PEFT LoRA (also LoHa, LoKr): ``lora_up``/``lora_down``/``lora_A``/``lora_B``."""
-    return _any_substr(t, *_LORA_MARKERS)
+    return any_substr(t, *_LORA_MARKERS)
 
 
 def _is_controlnet(t: Tensors, n: Tensors) -> bool:
     """ldm ``control_model.*``, diffusers ``controlnet_cond_embedding``/``controlnet_down_blocks``,
     Flux ``controlnet_blocks``/``controlnet_x_embedder``, or bare ``input_hint_block``/``zero_convs``."""
-    if _any_prefix(t, "control_model."):
+    if any_prefix(t, "control_model."):
         return True
-    if _any_substr(t, "controlnet_cond_embedding", "controlnet_down_blocks", "controlnet_x_embedder"):
+    if any_substr(t, "controlnet_cond_embedding", "controlnet_down_blocks", "controlnet_x_embedder"):
         return True
-    if _any_prefix(n, "controlnet_blocks."):
+    if any_prefix(n, "controlnet_blocks."):
         return True
-    return _any_prefix(n, "input_hint_block.", "zero_convs.") and not _any_prefix(n, "output_blocks.")
+    return any_prefix(n, "input_hint_block.", "zero_convs.") and not any_prefix(n, "output_blocks.")
 
 
 def _is_esrgan(t: Tensors) -> bool:
     """RRDBNet: BasicSR names (``conv_first`` + ``body.N.rdbM`` / ``RRDB_trunk``) or the
     original ESRGAN names (``model.0.weight`` + ``model.1.sub.N.RDB``)."""
-    if "conv_first.weight" in t and _any_prefix(t, "body.0.rdb1.", "RRDB_trunk.", "conv_up1."):
+    if "conv_first.weight" in t and any_prefix(t, "body.0.rdb1.", "RRDB_trunk.", "conv_up1."):
         return True
-    return "model.0.weight" in t and _any_prefix(t, "model.1.sub.")
+    return "model.0.weight" in t and any_prefix(t, "model.1.sub.")
 
 
 def _taesd_variant(t: Tensors) -> str | None:
     """TAESD (``encoder.layers.N`` / ``decoder.layers.N``): ``"<latent channels>ch"``; TAEHV, the
     video version for Wan (``decoder.1.weight``, ``decoder.N.*``): ``"<latent channels>ch_video"``;
     else ``None``."""
-    taehv = _shape(t, "decoder.1.weight")
+    taehv = shape_of(t, "decoder.1.weight")
     if taehv is not None and len(taehv) == 4 and all(re.match(r"(en|de)coder\.\d+\.", k) for k in t):
         return f"{taehv[1]}ch_video"
-    prefixes = [p for p in ("", "taesd.", "tae.") if _any_prefix(t, p + "decoder.layers.", p + "encoder.layers.")]
+    prefixes = [p for p in ("", "taesd.", "tae.") if any_prefix(t, p + "decoder.layers.", p + "encoder.layers.")]
     if not prefixes:
         return None
     prefix = prefixes[0]
-    shape = _shape(t, prefix + "decoder.layers.0.weight")
+    shape = shape_of(t, prefix + "decoder.layers.0.weight")
     return f"{shape[1]}ch" if shape and len(shape) == 4 else "taesd"
 
 
@@ -143,7 +126,7 @@ def _vae_variant(t: Tensors) -> str | None:
     """A VAE-only file (``encoder.*``/``decoder.*``, optionally under ``first_stage_model.``/``vae.``):
     ``"<latent channels>ch"`` (``_video`` for Wan's 3D VAE), else ``None``."""
     for prefix in ("", "first_stage_model.", "vae."):
-        shape = _shape(t, prefix + "decoder.conv_in.weight", prefix + "decoder.conv1.weight")
+        shape = shape_of(t, prefix + "decoder.conv_in.weight", prefix + "decoder.conv1.weight")
         if shape is None:
             continue
         if len(shape) < 4:
@@ -161,9 +144,9 @@ _TEXT_ENCODER_PREFIXES = (
 
 def _text_encoder_variant(t: Tensors) -> str | None:
     """CLIP (``clip_l``/``clip_g``/``clip_h``), T5/umT5 (``t5``) or an LLM (``llm``); ``None`` if not one."""
-    if not _any_prefix(t, *_TEXT_ENCODER_PREFIXES):
+    if not any_prefix(t, *_TEXT_ENCODER_PREFIXES):
         return None
-    if _any_substr(t, "encoder.block.0.layer.0.SelfAttention", "enc.blk.0."):
+    if any_substr(t, "encoder.block.0.layer.0.SelfAttention", "enc.blk.0."):
         return "t5"
     width = None
     for k, v in t.items():
@@ -188,45 +171,29 @@ _TOKEN_EMBEDDINGS = (
 )
 
 
-def _diffusers_unet(t: Tensors) -> Tensors:
-    """A bare diffusers UNet file (``conv_in.weight``, ``down_blocks.*``) seen with the ``unet.``
-    prefix the engine's diffusers loader gives it; other files unchanged."""
-    if "conv_in.weight" in t and "time_embedding.linear_1.weight" in t:
-        return {"unet." + k: v for k, v in t.items()}
-    return t
-
-
-def _context_dim(n: Tensors) -> int | None:
-    """Cross-attention context width of a UNet (768 SD1, 1024 SD2, 2048 SDXL, 1280 refiner)."""
-    for k, v in n.items():
-        if k.endswith("attn2.to_k.weight") and len(v.shape) == 2:
-            return v.shape[-1]
-    return None
-
-
 def _unet_family(t: Tensors, n: Tensors) -> tuple[Family, str | None] | None:
     """SD1/SD2/SDXL and their variants, as ``get_sd_version`` decides (plus a context-width
     fallback for UNet-only files, which carry no text encoder)."""
-    if not (_any_prefix(n, "input_blocks.") or _any_prefix(t, "unet.down_blocks.")):
+    if not has_unet(t, n):
         return None
-    multiple_encoders = _any_prefix(t, "conditioner.embedders.1", "cond_stage_model.1", "te.1")
-    in_shape = _shape(n, "input_blocks.0.0.weight") or _shape(t, "unet.conv_in.weight")
+    multiple_encoders = any_prefix(t, "conditioner.embedders.1", "cond_stage_model.1", "te.1")
+    in_shape = shape_of(n, "input_blocks.0.0.weight") or shape_of(t, "unet.conv_in.weight")
     in_ch = in_shape[1] if in_shape and len(in_shape) == 4 else None
-    has_mid1 = _any_prefix(n, "middle_block.1.") or _any_prefix(t, "unet.mid_block.resnets.1.")
-    width = _last_dim(t, *_TOKEN_EMBEDDINGS)
-    context = _context_dim(n) or _context_dim(t)
+    has_mid1 = has_middle_block(t, n)
+    width = last_dim(t, *_TOKEN_EMBEDDINGS)
+    context = context_dim(n) or context_dim(t)
     if multiple_encoders or (width is None and context == 2048):
         if in_ch == 9:
             return Family.SDXL_INPAINT, None
         if in_ch == 8:
             return Family.SDXL_PIX2PIX, None
         if not has_mid1:
-            has_311 = _any_prefix(n, "output_blocks.3.1.transformer_blocks.1") or _any_prefix(
+            has_311 = any_prefix(n, "output_blocks.3.1.transformer_blocks.1") or any_prefix(
                 t, "unet.up_blocks.1.attentions.0.transformer_blocks.1")
             return Family.SDXL_DISTILLED, "ssd1b" if has_311 else "vega"
         return Family.SDXL, None
     width = width or context
-    has_71 = _any_prefix(n, "output_blocks.7.1") or _any_prefix(t, "unet.up_blocks.2.attentions.1")
+    has_71 = any_prefix(n, "output_blocks.7.1") or any_prefix(t, "unet.up_blocks.2.attentions.1")
     if width == 768:
         if in_ch == 9:
             return Family.SD1_INPAINT, None
@@ -239,7 +206,7 @@ def _unet_family(t: Tensors, n: Tensors) -> tuple[Family, str | None] | None:
         if in_ch == 9:
             return Family.SD2_INPAINT, None
         if not has_mid1:
-            attn = _last_dim(n, "output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight")
+            attn = last_dim(n, "output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight")
             return Family.SD2_TINY, "sdxs_09" if attn == 1024 else "tiny_unet"
         return Family.SD2, None
     if width == 1280:
@@ -252,7 +219,7 @@ def _sd3_variant(n: Tensors) -> str:
                     default=-1)
     if depth >= 38:
         return "sd3.5_large"
-    if _any_substr(n, "x_block.attn2."):
+    if any_substr(n, "x_block.attn2."):
         return "sd3.5_medium"
     return "sd3_medium"
 
@@ -260,16 +227,16 @@ def _sd3_variant(n: Tensors) -> str:
 def _flux_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
     """Flux.1 by ``img_in`` input width as the engine does (384 fill, 128 controls, 196 Flex.2),
     then dev (``guidance_in``), Chroma (``distilled_guidance_layer``) or schnell (neither)."""
-    in_width = _last_dim(n, "img_in.weight")
+    in_width = last_dim(n, "img_in.weight")
     if in_width == 384:
         return Family.FLUX_FILL, None
     if in_width == 128:
         return Family.FLUX, "controls"
     if in_width == 196:
         return Family.FLUX, "flex_2"
-    if _any_prefix(n, "distilled_guidance_layer."):
+    if any_prefix(n, "distilled_guidance_layer."):
         return Family.FLUX, "chroma"
-    if not _any_prefix(n, "guidance_in."):
+    if not any_prefix(n, "guidance_in."):
         return Family.FLUX, "schnell"
     if path is not None and "kontext" in path.name.lower():
         return Family.FLUX, "kontext"
@@ -280,14 +247,14 @@ def _wan_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
     """Wan by ``patch_embedding`` in-channels x width, as the engine does: 36 x 5120 without
     ``img_emb`` is 2.2 I2V-A14B, 48 x 3072 is 2.2 TI2V-5B; everything else has Wan 2.1's
     architecture (Wan 2.2 T2V-A14B too: only a ``wan2.2`` filename tells them apart)."""
-    shape = _shape(n, "patch_embedding.weight") or ()
+    shape = shape_of(n, "patch_embedding.weight") or ()
     channels = math.prod(shape[:-3]) if len(shape) >= 4 else 0  # the engine's ne[3]
-    has_img_emb = _any_prefix(n, "img_emb")
+    has_img_emb = any_prefix(n, "img_emb")
     if channels == 36 * 5120 and not has_img_emb:
         return Family.WAN2_2, "i2v_a14b"
     if channels == 48 * 3072 and not has_img_emb:
         return Family.WAN2_2, "ti2v_5b"
-    kind = "vace" if _any_prefix(n, "vace_blocks.") else ("i2v" if has_img_emb else "t2v")
+    kind = "vace" if any_prefix(n, "vace_blocks.") else ("i2v" if has_img_emb else "t2v")
     if path is not None and re.search(r"wan[-_ .]?2[._]?2", path.name.lower()):
         return Family.WAN2_2, f"{kind}_a14b"
     return Family.WAN2_1, kind
@@ -305,12 +272,12 @@ _OTHER_DIFFUSION = (
 
 
 def _diffusion_family(t: Tensors, n: Tensors, path: Path | None) -> tuple[Family, str | None] | None:
-    if _any_prefix(n, "joint_blocks."):
+    if any_prefix(n, "joint_blocks."):
         return Family.SD3, _sd3_variant(n)
     for prefix, variant in _OTHER_DIFFUSION:
-        if _any_prefix(n, prefix):
+        if any_prefix(n, prefix):
             return Family.UNKNOWN, variant
-    if _any_substr(t, "llm_adapter.blocks.0.cross_attn.q_proj.weight"):
+    if any_substr(t, "llm_adapter.blocks.0.cross_attn.q_proj.weight"):
         return Family.UNKNOWN, "anima"
     if "blocks.0.cross_attn.norm_k.weight" in n:
         return _wan_family(n, path)
@@ -318,8 +285,8 @@ def _diffusion_family(t: Tensors, n: Tensors, path: Path | None) -> tuple[Family
     if unet is not None:
         return unet
     if "double_stream_modulation_img.lin.weight" in n:
-        return Family.FLUX2, "dev" if _any_prefix(n, "single_blocks.47.") else "klein"
-    if _any_prefix(n, "double_blocks."):
+        return Family.FLUX2, "dev" if any_prefix(n, "single_blocks.47.") else "klein"
+    if any_prefix(n, "double_blocks."):
         return _flux_family(n, path)
     return None
 
@@ -365,7 +332,7 @@ def detect_family(tensors: Tensors | None, path: str | os.PathLike[str] | None =
     p = Path(path) if path is not None else None
     if tensors is None:
         return (_family_from_filename(p) if p is not None else Family.UNKNOWN), None
-    t = _diffusers_unet(tensors)
+    t = unet_names(tensors)
     n = strip_prefix(dict(t))
     if _is_lora(t):
         return Family.LORA, None
@@ -381,7 +348,7 @@ def detect_family(tensors: Tensors | None, path: str | os.PathLike[str] | None =
         variant = check(t)
         if variant is not None:
             return family, variant
-    if _any_prefix(t, "vision_model.", "visual."):
+    if any_prefix(t, "vision_model.", "visual."):
         return Family.UNKNOWN, "clip_vision"
     return Family.UNKNOWN, None
 

@@ -1,4 +1,8 @@
-"""Reading model file headers in Python (safetensors, GGUF, PyTorch checkpoints) without loading weights."""
+"""The one reader of model file headers (safetensors, GGUF, PyTorch checkpoints); no weights are loaded.
+
+:func:`read_header` gives a file's kind, its tensors (names, dtypes, shapes) and its
+metadata; every part of gouache that needs to know what a model file holds asks here.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,33 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 from .._errors import InvalidInputError
 
-#: File kinds the engine reads.
-KINDS = ("safetensors", "gguf", "ckpt")
+__all__ = ["Header", "TensorInfo", "check_file", "read_header", "read_tensors", "safetensors_header", "sniff"]
+
+#: The largest safetensors header accepted (real ones are a few MB).
+_MAX_HEADER = 100 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
+    """One tensor as the header describes it (dtype in the file's spelling: "F16", "Q8_0", ...)."""
+
     dtype: str
     shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What a model file's header says: its ``kind`` ("safetensors", "gguf" or "ckpt"),
+    its tensors (``None`` for pickled checkpoints, which are never unpickled) and its
+    metadata (the safetensors ``__metadata__``, or GGUF's scalar and string key/values)."""
+
+    kind: str
+    tensors: dict[str, TensorInfo] | None
+    metadata: dict[str, str]
 
 
 def check_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -45,7 +65,7 @@ def sniff(path: str | os.PathLike[str], what: str = "model file") -> str:
         return "gguf"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= 100_000_000 and head[8:9] == b"{":
+        if 2 <= n <= _MAX_HEADER and head[8:9] == b"{":
             return "safetensors"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return "ckpt"
@@ -55,14 +75,26 @@ def sniff(path: str | os.PathLike[str], what: str = "model file") -> str:
     )
 
 
+def read_header(path: str | os.PathLike[str], what: str = "model file") -> Header:
+    """The header of a model file (see :class:`Header`)."""
+    kind = sniff(path, what)
+    p = Path(path)
+    if kind == "safetensors":
+        header, _ = safetensors_header(p)
+        return Header(kind, _safetensors_tensors(header), _safetensors_metadata(header))
+    if kind == "gguf":
+        with open(p, "rb") as f:
+            metadata, tensors = _GGUFReader(f, p).read()
+        return Header(kind, tensors, metadata)
+    return Header(kind, None, {})
+
+
 def read_tensors(path: str | os.PathLike[str], what: str = "model file") -> dict[str, TensorInfo] | None:
     """Tensor names, dtypes and shapes from the header; ``None`` for pickled checkpoints."""
-    kind = sniff(path, what)
-    if kind == "safetensors":
-        return _read_safetensors(Path(path))
-    if kind == "gguf":
-        return _read_gguf(Path(path))
-    return None
+    return read_header(path, what).tensors
+
+
+# --------------------------------------------------------------------------- safetensors
 
 
 def safetensors_header(path: str | os.PathLike[str]) -> tuple[dict, int]:
@@ -74,7 +106,7 @@ def safetensors_header(path: str | os.PathLike[str]) -> tuple[dict, int]:
         if len(head) != 8:
             raise InvalidInputError(f"{str(p)!r} is not a safetensors file")
         (n,) = struct.unpack("<Q", head)
-        if n > 100 * 1024 * 1024:
+        if n > _MAX_HEADER:
             raise InvalidInputError(f"{str(p)!r} is not a safetensors file (header size {n})")
         try:
             header = json.loads(f.read(n))
@@ -85,8 +117,7 @@ def safetensors_header(path: str | os.PathLike[str]) -> tuple[dict, int]:
     return header, 8 + n
 
 
-def _read_safetensors(p: Path) -> dict[str, TensorInfo]:
-    header, _ = safetensors_header(p)
+def _safetensors_tensors(header: dict) -> dict[str, TensorInfo]:
     return {
         k: TensorInfo(str(v.get("dtype", "?")), tuple(int(x) for x in v.get("shape", ())))
         for k, v in header.items()
@@ -94,101 +125,76 @@ def _read_safetensors(p: Path) -> dict[str, TensorInfo]:
     }
 
 
-# GGUF value types
+def _safetensors_metadata(header: dict) -> dict[str, str]:
+    meta = header.get("__metadata__")
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+# --------------------------------------------------------------------------- GGUF
+
+# GGUF value types -> struct formats; 8 is a string, 9 an array.
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
 _GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
                11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 24: "I8", 25: "I16", 26: "I32",
                27: "I64", 28: "F64", 30: "BF16"}
 
 
-def _read_gguf(p: Path) -> dict[str, TensorInfo]:
-    with open(p, "rb") as f:
-        data = f.read(64 * 1024 * 1024)  # headers are far smaller than this
-    off = 4
+class _GGUFReader:
+    """Reads a GGUF header from a file, streaming (arrays of scalars are skipped by seeking)."""
 
-    def take(fmt: str):
-        nonlocal off
+    def __init__(self, f: BinaryIO, path: Path) -> None:
+        self.f, self.path = f, path
+
+    def _take(self, fmt: str):
         size = struct.calcsize(fmt)
-        if off + size > len(data):
-            raise InvalidInputError(f"truncated GGUF header in {str(p)!r}")
-        (v,) = struct.unpack_from(fmt, data, off)
-        off += size
-        return v
+        data = self.f.read(size)
+        if len(data) != size:
+            raise InvalidInputError(f"truncated GGUF header in {str(self.path)!r}")
+        return struct.unpack(fmt, data)[0]
 
-    def take_str() -> str:
-        nonlocal off
-        n = take("<Q")
-        s = data[off : off + n].decode("utf-8", errors="replace")
-        off += n
-        return s
+    def _string(self) -> str:
+        n = self._take("<Q")
+        data = self.f.read(n)
+        if len(data) != n:
+            raise InvalidInputError(f"truncated GGUF header in {str(self.path)!r}")
+        return data.decode("utf-8", errors="replace")
 
-    def skip_value(vtype: int) -> None:
-        nonlocal off
+    def _value(self, vtype: int) -> object:
+        """A key's value; arrays are skipped (``None``)."""
         if vtype in _GGUF_SCALARS:
-            off += struct.calcsize(_GGUF_SCALARS[vtype])
-        elif vtype == 8:
-            take_str()
-        elif vtype == 9:
-            inner = take("<I")
-            count = take("<Q")
-            for _ in range(count):
-                skip_value(inner)
-        else:
-            raise InvalidInputError(f"unknown GGUF value type {vtype} in {str(p)!r}")
+            return self._take(_GGUF_SCALARS[vtype])
+        if vtype == _GGUF_STRING:
+            return self._string()
+        if vtype == _GGUF_ARRAY:
+            inner, count = self._take("<I"), self._take("<Q")
+            if inner in _GGUF_SCALARS:
+                self.f.seek(count * struct.calcsize(_GGUF_SCALARS[inner]), os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    self._value(inner)
+            return None
+        raise InvalidInputError(f"unknown GGUF value type {vtype} in {str(self.path)!r}")
 
-    version = take("<I")
-    if version < 2:
-        raise InvalidInputError(f"unsupported GGUF version {version} in {str(p)!r}")
-    n_tensors = take("<Q")
-    n_kv = take("<Q")
-    for _ in range(n_kv):
-        take_str()
-        skip_value(take("<I"))
-    out: dict[str, TensorInfo] = {}
-    for _ in range(n_tensors):
-        name = take_str()
-        n_dims = take("<I")
-        dims = [take("<Q") for _ in range(n_dims)]
-        t = take("<I")
-        take("<Q")  # offset
-        out[name] = TensorInfo(_GGML_TYPES.get(t, f"type{t}"), tuple(reversed(dims)))
-    return out
-
-
-# --------------------------------------------------------------------------- architecture hints
-
-_UNET = "model.diffusion_model."
-
-
-def strip_prefix(names: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
-    """Names with a leading ``model.diffusion_model.`` removed (diffusion-model-only files lack it)."""
-    return {k[len(_UNET):] if k.startswith(_UNET) else k: v for k, v in names.items()}
-
-
-def is_distilled_unet(names: dict[str, TensorInfo]) -> bool:
-    """A UNet without ``middle_block.1`` (tiny UNet / SDXS / SSD-1B-like distilled models)."""
-    n = strip_prefix(names)
-    has_unet = any(k.startswith("input_blocks.") for k in n) or any(k.startswith("unet.") for k in names)
-    has_mid1 = any(k.startswith("middle_block.1.") for k in n) or any(
-        "mid_block.resnets.1." in k for k in names
-    )
-    return has_unet and not has_mid1
-
-
-def is_flux(names: dict[str, TensorInfo]) -> bool:
-    n = strip_prefix(names)
-    return any(k.startswith("double_blocks.") for k in n)
-
-
-def has_text_encoder(names: dict[str, TensorInfo]) -> bool:
-    markers = ("text_encoders.", "cond_stage_model.", "conditioner.", "te.text_model.", "text_model.")
-    return any(k.startswith(markers) for k in names)
-
-
-def wan_block_count(names: dict[str, TensorInfo]) -> int | None:
-    """Number of transformer blocks of a Wan model, or ``None`` when the file is not Wan."""
-    n = strip_prefix(names)
-    if "blocks.0.cross_attn.norm_k.weight" not in n:
-        return None
-    idx = [int(k.split(".")[1]) for k in n if k.startswith("blocks.") and k.split(".")[1].isdigit()]
-    return max(idx) + 1
+    def read(self) -> tuple[dict[str, str], dict[str, TensorInfo]]:
+        """``(metadata, tensors)``: scalar and string key/values (``tokenizer.*`` left out) and
+        every tensor's type and shape (in ggml order reversed, as safetensors writes shapes)."""
+        self.f.seek(4)  # magic
+        version = self._take("<I")
+        if version < 2:
+            raise InvalidInputError(f"unsupported GGUF version {version} in {str(self.path)!r}")
+        n_tensors, n_kv = self._take("<Q"), self._take("<Q")
+        metadata: dict[str, str] = {}
+        for _ in range(n_kv):
+            key = self._string()
+            value = self._value(self._take("<I"))
+            if value is not None and not key.startswith("tokenizer."):
+                metadata[key] = str(value)
+        tensors: dict[str, TensorInfo] = {}
+        for _ in range(n_tensors):
+            name = self._string()
+            dims = [self._take("<Q") for _ in range(self._take("<I"))]
+            ggml_type = self._take("<I")
+            self._take("<Q")  # offset
+            tensors[name] = TensorInfo(_GGML_TYPES.get(ggml_type, f"type{ggml_type}"), tuple(reversed(dims)))
+        return metadata, tensors

@@ -23,7 +23,10 @@ from collections.abc import Mapping
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .._errors import InvalidInputError
+from .._files import write_atomic
 from .._modelfiles.headers import check_file
+from .._version import __version__
+from .._vocabulary import SAMPLERS, SCHEDULERS
 
 __all__ = [
     "A1111_SAMPLER_NAMES",
@@ -32,51 +35,20 @@ __all__ = [
     "engine_scheduler_from_a1111",
     "exif_for",
     "format_infotext",
+    "generation_infotext",
     "parse_infotext",
     "pnginfo_for",
     "read_parameters",
+    "save_image",
     "split_a1111_sampler",
 ]
 
 # --------------------------------------------------------------------------- names
 
-#: Engine sampler name -> A1111 "Sampler" display name.  Names A1111 has are A1111's own
-#: (``modules/sd_samplers_kdiffusion.py``, ``sd_samplers_lcm.py``, ``sd_samplers_timesteps.py``);
-#: for samplers A1111 lacks, the name other UIs (Forge, ComfyUI) show, in A1111's spelling style.
-A1111_SAMPLER_NAMES: dict[str, str] = {
-    "euler": "Euler",
-    "euler_a": "Euler a",
-    "heun": "Heun",
-    "dpm2": "DPM2",
-    "dpm++2s_a": "DPM++ 2S a",
-    "dpm++2m": "DPM++ 2M",
-    "dpm++2mv2": "DPM++ 2M v2",  # not in A1111
-    "ipndm": "iPNDM",  # not in A1111 (ComfyUI: ipndm)
-    "ipndm_v": "iPNDM v",  # not in A1111 (ComfyUI: ipndm_v)
-    "lcm": "LCM",
-    "ddim_trailing": "DDIM",  # A1111's DDIM; the engine's uses trailing timestep spacing
-    "tcd": "TCD",  # not in A1111 (Forge: TCD)
-    "res_multistep": "RES Multistep",  # not in A1111 (ComfyUI: res_multistep)
-    "res_2s": "RES 2S",  # not in A1111 (RES4LYF: res_2s)
-    "er_sde": "ER SDE",  # not in A1111 (ComfyUI: er_sde)
-}
-
-#: Engine scheduler name -> A1111 "Schedule type" display name (``modules/sd_schedulers.py``).
-#: ``discrete`` is the engine's default schedule, which is what A1111 calls "Automatic" for
-#: the k-diffusion samplers (the model's own discrete sigmas).
-A1111_SCHEDULE_NAMES: dict[str, str] = {
-    "discrete": "Automatic",
-    "karras": "Karras",
-    "exponential": "Exponential",
-    "ays": "Align Your Steps",
-    "gits": "Align Your Steps GITS",
-    "sgm_uniform": "SGM Uniform",
-    "simple": "Simple",
-    "smoothstep": "Smoothstep",  # not in A1111
-    "kl_optimal": "KL Optimal",
-    "lcm": "LCM",  # not in A1111 (the schedule the engine pairs with the LCM/TCD samplers)
-    "bong_tangent": "Bong Tangent",  # not in A1111 (RES4LYF: bong_tangent)
-}
+#: Sampler name -> A1111 "Sampler" display name (from the one vocabulary).
+A1111_SAMPLER_NAMES: dict[str, str] = {t.name: t.a1111 for t in SAMPLERS}
+#: Scheduler name -> A1111 "Schedule type" display name (from the one vocabulary).
+A1111_SCHEDULE_NAMES: dict[str, str] = {t.name: t.a1111 for t in SCHEDULERS}
 
 # A1111 names -> engine names, case-insensitive; extra aliases A1111 and other UIs write.
 _SAMPLER_FROM_A1111: dict[str, str] = {v.lower(): k for k, v in A1111_SAMPLER_NAMES.items()} | {
@@ -383,3 +355,48 @@ def read_parameters(path: str | os.PathLike[str]) -> dict:
             " no EXIF UserComment)"
         )
     return parse_infotext(text)
+
+
+# --------------------------------------------------------------------------- gouache's own images
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def generation_infotext(p: dict, seed: int) -> str:
+    """The infotext of one generated image from ``GenerationResult.parameters``."""
+    fields: dict[str, object] = {"Steps": p["steps"], "Sampler": A1111_SAMPLER_NAMES.get(p["sampler"], p["sampler"])}
+    if p["scheduler"] != "default":
+        fields["Schedule type"] = A1111_SCHEDULE_NAMES.get(p["scheduler"], p["scheduler"])
+    fields.update({"CFG scale": _num(p["cfg_scale"]), "Seed": seed, "Size": f"{p['width']}x{p['height']}",
+                   "Model": p["model"]})
+    if "strength" in p:
+        fields["Denoising strength"] = _num(p["strength"])
+    if p["clip_skip"] not in (-1, 0, 1):
+        fields["Clip skip"] = p["clip_skip"]
+    if p["loras"]:
+        fields["Lora weights"] = ", ".join(f"{os.path.splitext(os.path.basename(x))[0]}: {_num(w)}" for x, w in p["loras"])
+    fields["Engine"] = p["engine"]
+    fields["Version"] = f"gouache {__version__}"
+    return format_infotext(p["prompt"], p["negative_prompt"], fields)
+
+
+_IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def save_image(image: Image.Image, path: str | os.PathLike[str], *, infotext: str | None = None,
+               overwrite: bool = False):
+    """Save a PIL image atomically; PNG files get the A1111 ``parameters`` text chunk."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    fmt = _IMAGE_FORMATS.get(suffix)
+    if fmt is None:
+        raise InvalidInputError(f"unsupported image extension {suffix!r}; allowed: {', '.join(_IMAGE_FORMATS)}")
+
+    def write(tmp: str) -> None:
+        if fmt == "PNG" and infotext:
+            image.save(tmp, format="PNG", pnginfo=pnginfo_for(infotext))
+        else:
+            image.save(tmp, format=fmt)
+
+    return write_atomic(path, write, overwrite=overwrite)

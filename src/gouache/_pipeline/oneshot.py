@@ -6,11 +6,13 @@ from typing import Any
 
 from PIL import Image
 
-from .model import ImageInput, PathLike, SDModel, _rgb, _threads
+from .._engines.registry import engine_class
+from .._image import as_pil
+from .model import ImageInput, PathLike, SDModel, threads_arg
 from .results import GenerationResult, VideoResult
 
 
-def _one_shot(model: PathLike, model_kwargs: dict | None):
+def _one_shot(model: PathLike | None, model_kwargs: dict | None) -> SDModel:
     return SDModel(model, **(model_kwargs or {}))
 
 
@@ -39,14 +41,12 @@ def generate_video(model: PathLike | None = None, prompt: str = "", *, model_kwa
                    **kwargs: Any) -> VideoResult:
     """Text/image-to-video in one call with a Wan model (see :meth:`SDModel.generate_video`);
     Wan ships as parts, so pass ``model_kwargs={"diffusion_model": ..., "vae": ..., "t5xxl": ...}``."""
-    with SDModel(model, **(model_kwargs or {})) as m:
+    with _one_shot(model, model_kwargs) as m:
         return m.generate_video(prompt, **kwargs)
 
 
 def upscale(image: ImageInput, model: PathLike, *, factor: int | None = None, tile_size: int = 128,
             threads: int | str = "auto") -> Image.Image:
     """Upscale a picture with an ESRGAN model file (``factor``: the model's own by default)."""
-    from .._sdcpp.handles import Upscaler
-
-    with Upscaler(model, n_threads=_threads(threads), tile_size=tile_size) as up:
-        return up.upscale(_rgb(image, "image"), factor).to_pil()
+    return engine_class("sdcpp").upscale(as_pil(image, "RGB", "image"), model, factor=factor, tile_size=tile_size,
+                                         threads=threads_arg(threads))

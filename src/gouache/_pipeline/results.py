@@ -9,6 +9,9 @@ from typing import Any
 
 from PIL import Image
 
+from .._engines.requests import ImageRequest, VideoRequest
+from .sizing import Geometry
+
 PathLike = str | os.PathLike[str]
 
 
@@ -32,7 +35,8 @@ class GenerationResult:
     def save(self, path: PathLike, *, overwrite: bool = False) -> list[Path]:
         """Save every image (``out.png``, or ``out-1.png`` ... for a batch) atomically with
         its parameters; existing files are refused unless ``overwrite``."""
-        from .._files import check_writable, numbered_paths, save_image
+        from .._files import check_writable, numbered_paths
+        from .infotext import save_image
 
         paths = numbered_paths(path, len(self.images))
         check_writable(paths, overwrite=overwrite)
@@ -53,3 +57,49 @@ class VideoResult:
         from .video import save_video
 
         return save_video(self.frames, path, fps=fps, overwrite=overwrite)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelLabel:
+    """How results name the model that made them."""
+
+    name: str
+    family: str
+    engine: str
+
+
+def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...], model: ModelLabel) -> dict[str, Any]:
+    """Every value one image generation used, engine-neutral (``GenerationResult.parameters``)."""
+    s = r.sampling
+    p: dict[str, Any] = {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt,
+        "steps": s.steps,
+        "sampler": s.sampler or "default",
+        "scheduler": s.scheduler or "default",
+        "cfg_scale": s.cfg_scale,
+        "seed": r.seed,
+        "width": geometry.width,
+        "height": geometry.height,
+        "batch": r.batch,
+        "model": model.name,
+        "family": model.family,
+        "engine": model.engine,
+        "clip_skip": r.clip_skip,
+        "loras": [(str(lora.path), lora.weight) for lora in r.loras],
+    }
+    if r.init is not None:
+        p["strength"] = r.init.strength
+    if r.control is not None:
+        p["control_strength"] = r.control.strength
+    if notes:
+        p["size_policy"] = "; ".join(notes)
+    return p
+
+
+def video_parameters(r: VideoRequest, model: ModelLabel) -> dict[str, Any]:
+    """Every value one video generation used (``VideoResult.parameters``)."""
+    s = r.sampling
+    return {"prompt": r.prompt, "negative_prompt": r.negative_prompt, "width": r.width, "height": r.height,
+            "frames": r.frames, "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": s.sampler or "default",
+            "scheduler": s.scheduler or "default", "seed": r.seed, "model": model.name, "engine": model.engine}

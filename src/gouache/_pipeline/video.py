@@ -1,8 +1,8 @@
 """Write frame sequences as animated GIF/WebP (Pillow) or H.264 MP4 (PyAV or imageio-ffmpeg).
 
-Every writer goes through one temporary file next to the target, which is moved into
-place only after the encoder finished, so a failed or interrupted save never leaves a
-partial video (nor the temporary file) behind.
+Every writer goes through gouache's one atomic writer (:func:`gouache._files.write_atomic`):
+a temporary file next to the target is moved into place only after the encoder finished,
+so a failed or interrupted save never leaves a partial video (nor the temporary file) behind.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import GouacheError, InvalidInputError, MissingDependencyError
+from .._files import check_writable, write_atomic
 from .._image import SDImage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,20 +80,14 @@ def save_video(
     fps = _check_fps(fps)
     quality = _check_quality(quality)
     loop = _check_loop(loop)
-    _check_target(target, overwrite)
+    check_writable([target], overwrite=overwrite)
     if target.suffix.lower() == ".mp4":
         _mp4_backend()  # fail before any work when no backend is installed
     images = _normalize_frames(frames)
     if target.suffix.lower() == ".gif" and fps > _GIF_MAX_FPS:
         log.warning("GIF at %g fps: many players slow down frame delays below 20 ms; "
                     "use .webp or .mp4 for more than %d fps", fps, _GIF_MAX_FPS)
-    tmp = _temp_path(target)
-    try:
-        writer(images, tmp, fps, quality, loop)
-        _publish(tmp, target, overwrite)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+    write_atomic(target, lambda tmp: writer(images, Path(tmp), fps, quality, loop), overwrite=overwrite)
     log.debug("wrote %d frames (%dx%d) to %s", len(images), images[0].width, images[0].height, target)
     return target
 
@@ -153,15 +147,6 @@ def _check_loop(loop: Any) -> int:
     return loop
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.is_dir():
-        raise InvalidInputError(f"video path {str(path)!r} is a directory")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"directory of video path {str(path)!r} does not exist")
-    if path.exists() and not overwrite:
-        raise InvalidInputError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
-
-
 def _normalize_frames(frames: Iterable[Any]) -> list[Image.Image]:
     """Every frame as an RGB PIL image, all of frame 0's size."""
     if isinstance(frames, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(frames, Iterable):
@@ -185,53 +170,6 @@ def _frame_to_rgb(frame: Any, index: int) -> Image.Image:
     except InvalidInputError as exc:
         raise InvalidInputError(f"frame {index}: {exc}") from None
     return image.to_pil().convert("RGB")
-
-
-# -- temporary file and publishing --------------------------------------------------------
-
-
-def _temp_path(target: Path) -> Path:
-    """Create an empty, hidden temporary file next to ``target`` with the same suffix.
-
-    Created with mode 0o666 so the final file gets the usual umask permissions.
-    """
-    for _ in range(100):
-        candidate = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.tmp{target.suffix}")
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
-        os.close(fd)
-        return candidate
-    raise GouacheError(f"could not create a temporary file next to {str(target)!r}")  # pragma: no cover
-
-
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Move ``tmp`` to ``target``; without ``overwrite`` never clobber a file that appeared meanwhile."""
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # atomic "create only if absent"
-    except FileExistsError:
-        raise InvalidInputError(
-            f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
-    except OSError:  # hard links unsupported here: best effort
-        if target.exists():
-            raise InvalidInputError(
-                f"{str(target)!r} already exists; pass overwrite=True to replace it") from None
-        os.replace(tmp, target)
-        return
-    tmp.unlink()
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:  # pragma: no cover
-        log.warning("could not remove temporary file %s: %s", path, exc)
 
 
 # -- GIF / WebP (Pillow) ------------------------------------------------------------------

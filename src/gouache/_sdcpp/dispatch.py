@@ -25,14 +25,13 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from . import library
 from . import native as _native
 from .._errors import EngineBusyError
+from .._image import SDImage
+from .image import copy_from_c
 
-if TYPE_CHECKING:
-    from .._image import SDImage
 
 #: Logger that receives every engine log line, at the engine's level.
 engine_logger = logging.getLogger("gouache.engine")
@@ -69,7 +68,7 @@ class Preview:
     """An intermediate image (or video frames) sent during sampling."""
 
     step: int
-    frames: "list[SDImage]"
+    frames: list[SDImage]
     noisy: bool
 
 
@@ -149,10 +148,6 @@ class Dispatcher:
         if call.error is not None:
             raise call.error
 
-    def set_phase(self, phase: str) -> None:
-        if self._call is not None:
-            self._call.phase = phase
-
     def _set_preview(self, options: PreviewOptions | None) -> None:
         if options is None:  # NULL callback: the engine skips preview work entirely
             self.lib.sd_set_preview_callback(_native.sd_preview_cb_t(), int(_native.PreviewMode.NONE), 1, False, False, None)
@@ -196,16 +191,11 @@ class Dispatcher:
         if call is None or call.preview is None or call.error is not None:
             return
         try:
-            from .._image import SDImage
-
-            images = [SDImage._copy_from_c(frames[i]) for i in range(max(0, int(frame_count)))]
+            images = [copy_from_c(frames[i]) for i in range(max(0, int(frame_count)))]
             call.preview(Preview(int(step), images, bool(noisy)))
         except BaseException as exc:  # noqa: BLE001 - re-raised after the native call
             call.error = exc
 
-    def log_tail(self) -> list[str]:
-        call = self._call
-        return list(call.log_tail) if call is not None else []
 
 
 _CREATE_LOCK = threading.Lock()

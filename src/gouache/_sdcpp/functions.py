@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from .._errors import GenerationError, InvalidInputError
+from .._files import write_atomic
+from .._limits import check
 from .._image import SDImage
-from .._modelfiles import headers as _modelfile
-from . import checks as _checks
+from .._modelfiles import headers
 from . import native as _native
 from .dispatch import ProgressCallback, dispatcher
+from .image import as_c
 from .native import SDType
 
 
@@ -46,10 +47,10 @@ def canny(
     if image.channels != 3:
         raise InvalidInputError(f"canny needs an RGB image (3 channels); got {image.channels}")
     for name, v in (("high_threshold", high_threshold), ("low_threshold", low_threshold), ("weak", weak), ("strong", strong)):
-        _checks._float_in(name, v, 0.0, 1.0)
+        check(name, v, "fraction")
     with dispatcher().session("canny") as call:
         ok = dispatcher().lib.preprocess_canny(
-            image._as_c(), float(high_threshold), float(low_threshold), float(weak), float(strong), bool(inverse)
+            as_c(image), float(high_threshold), float(low_threshold), float(weak), float(strong), bool(inverse)
         )
         tail = list(call.log_tail)
     if not ok:
@@ -70,23 +71,17 @@ def convert_model(
 ) -> Path:
     """Convert a model to GGUF (or ``.safetensors`` by extension) with weight type ``output_type``.
 
-    The engine writes a temporary file next to ``output_path`` that is renamed into place
-    only on success; an existing ``output_path`` is refused unless ``overwrite=True``.
+    The engine writes a temporary file next to ``output_path`` that is moved into place
+    only on success (gouache's one atomic writer); an existing ``output_path`` is refused
+    unless ``overwrite=True``.
     """
-    src = _modelfile.check_file(input_path, "input model file")
-    _modelfile.sniff(src, "input model file")
+    src = headers.check_file(input_path, "input model file")
+    headers.sniff(src, "input model file")
     if vae_path is not None:
-        _modelfile.sniff(vae_path, "VAE file")
+        headers.sniff(vae_path, "VAE file")
     wtype = SDType.parse(output_type)
-    out = Path(output_path)
-    if out.exists() and not overwrite:
-        raise InvalidInputError(f"output file exists: {str(out)!r} (pass overwrite=True to replace it)")
-    if not out.parent.is_dir():
-        raise InvalidInputError(f"output directory does not exist: {str(out.parent)!r}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix or ".gguf", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: str) -> None:
         d = dispatcher()
         with d.session("convert", progress=progress) as call:
             ok = d.lib.convert(
@@ -99,11 +94,7 @@ def convert_model(
                 bool(convert_name),
             )
             tail = list(call.log_tail)
-        if not ok or tmp.stat().st_size == 0:
+        if not ok or os.path.getsize(tmp) == 0:
             raise GenerationError(f"conversion of {str(src)!r} to {wtype.engine_name} failed", engine_log=tail)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a converted model is an ordinary file
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+
+    return write_atomic(output_path, write, overwrite=overwrite)

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import native as _native
 from .._image import ImageLike
+from .image import c_image, c_image_array
 from .params import (
     Lowered,
     PathLike,
@@ -19,15 +20,18 @@ from .params import (
     SDSampleParams,
     SDTilingParams,
     _dispatch_lib,
-    _image,
-    _image_array,
     _struct_repr,
     _text,
 )
 
 
+def lora_list(loras: Sequence[SDLora | tuple[PathLike, float]]) -> list[SDLora]:
+    """``loras`` as SDLora objects (``(path, multiplier)`` pairs accepted)."""
+    return [x if isinstance(x, SDLora) else SDLora(x[0], float(x[1])) for x in loras]
+
+
 def _loras(loras: Sequence[SDLora | tuple[PathLike, float]], keep: list[Any]):
-    items = [x if isinstance(x, SDLora) else SDLora(x[0], float(x[1])) for x in loras]
+    items = lora_list(loras)
     if not items:
         return None, 0
     arr = (_native.sd_lora_t * len(items))(
@@ -46,7 +50,7 @@ def _fill_common(c: Any, p: Any, keep: list[Any]) -> None:
     c.prompt = _text(p.prompt, keep)
     c.negative_prompt = _text(p.negative_prompt, keep)
     c.clip_skip = p.clip_skip
-    c.init_image = _image(p.init_image, 3, "init_image", keep)
+    c.init_image = c_image(p.init_image, 3, "init_image", keep)
     c.width = p.width
     c.height = p.height
     p.sample_params._fill(c.sample_params, keep)
@@ -54,10 +58,6 @@ def _fill_common(c: Any, p: Any, keep: list[Any]) -> None:
     c.seed = p.seed
     p.vae_tiling_params._fill(c.vae_tiling_params)
     p.cache._fill(c.cache, keep)
-
-
-def lora_list(loras: Sequence[SDLora | tuple[PathLike, float]]) -> list[SDLora]:
-    return [x if isinstance(x, SDLora) else SDLora(x[0], float(x[1])) for x in loras]
 
 
 # --------------------------------------------------------------------------- image generation
@@ -100,15 +100,15 @@ class SDImageGenParams:
         c = _native.sd_img_gen_params_t()
         _dispatch_lib().sd_img_gen_params_init(ctypes.byref(c))
         _fill_common(c, self, keep)
-        ptr, n = _image_array(self.ref_images, 3, "ref_images", keep)
+        ptr, n = c_image_array(self.ref_images, 3, "ref_images", keep)
         if ptr is not None:
             c.ref_images = ptr
         c.ref_images_count = n
         c.auto_resize_ref_image = self.auto_resize_ref_image
         c.increase_ref_index = self.increase_ref_index
-        c.mask_image = _image(self.mask_image, 1, "mask_image", keep)
+        c.mask_image = c_image(self.mask_image, 1, "mask_image", keep)
         c.batch_count = self.batch_count
-        c.control_image = _image(self.control_image, 3, "control_image", keep)
+        c.control_image = c_image(self.control_image, 3, "control_image", keep)
         c.control_strength = self.control_strength
         self.pm_params._fill(c.pm_params, keep)
         self.hires._fill(c.hires, keep)
@@ -149,8 +149,8 @@ class SDVideoGenParams:
         c = _native.sd_vid_gen_params_t()
         _dispatch_lib().sd_vid_gen_params_init(ctypes.byref(c))
         _fill_common(c, self, keep)
-        c.end_image = _image(self.end_image, 3, "end_image", keep)
-        ptr, n = _image_array(self.control_frames, 3, "control_frames", keep)
+        c.end_image = c_image(self.end_image, 3, "end_image", keep)
+        ptr, n = c_image_array(self.control_frames, 3, "control_frames", keep)
         if ptr is not None:
             c.control_frames = ptr
         c.control_frames_size = n

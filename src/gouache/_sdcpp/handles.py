@@ -11,14 +11,16 @@ from typing import Any
 from . import checks as _checks
 from . import library
 from . import native as _native
-from .._modelfiles import headers as _modelfile
+from .._modelfiles import headers
 from .dispatch import PreviewCallback, PreviewOptions, ProgressCallback, dispatcher
+from .._limits import check
 from .._errors import EngineBusyError, GenerationError, InvalidInputError, ModelLoadError
 from .._image import ImageLike, SDImage
 from .functions import physical_cores
 from .native import SampleMethod, Scheduler
 from .genparams import SDImageGenParams, SDVideoGenParams
-from .params import SDContextParams, coerce_image
+from .image import as_c, coerce_image, copy_from_c
+from .params import SDContextParams
 
 
 def _take_images(ptr: Any, count: int) -> list[SDImage]:
@@ -28,7 +30,7 @@ def _take_images(ptr: Any, count: int) -> list[SDImage]:
         for i in range(count):
             item = ptr[i]
             if item.data:
-                images.append(SDImage._copy_from_c(item))
+                images.append(copy_from_c(item))
     finally:
         for i in range(count):
             library.free(ptr[i].data)
@@ -214,11 +216,11 @@ class Upscaler(_Handle):
         super().__init__()
         if path is None:
             raise InvalidInputError("upscaler model path must not be None")
-        self.path = Path(_modelfile.check_file(path, "upscaler model file"))
-        _modelfile.sniff(self.path, "upscaler model file")
+        self.path = Path(headers.check_file(path, "upscaler model file"))
+        headers.sniff(self.path, "upscaler model file")
         threads = physical_cores() if n_threads is None else n_threads
-        _checks._int_in("n_threads", threads, 1, 4096)
-        _checks._int_in("tile_size", tile_size, 1, 16384)
+        check("n_threads", threads, "threads")
+        check("tile_size", tile_size, "tile")
         d = dispatcher()
         with d.session("load", progress=progress) as call:
             handle = d.lib.new_upscaler_ctx(
@@ -239,18 +241,18 @@ class Upscaler(_Handle):
         handle = self._require_open()
         img = coerce_image(image, 3, "image")
         f = self.factor if factor is None else factor
-        _checks._int_in("factor", f, 1, 16)
+        check("factor", f, "upscale_factor")
         d = dispatcher()
         with d.session("upscale", progress=progress) as call:
             self._busy_thread = threading.get_ident()
             try:
-                out = d.lib.upscale(handle, img._as_c(), int(f))
+                out = d.lib.upscale(handle, as_c(img), int(f))
             finally:
                 self._busy_thread = None
             tail = list(call.log_tail)
         if not out.data:
             raise GenerationError("the engine could not upscale the image", engine_log=tail)
         try:
-            return SDImage._copy_from_c(out)
+            return copy_from_c(out)
         finally:
             library.free(out.data)

@@ -17,13 +17,12 @@ import ctypes
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from . import native as _native
-from .._errors import InvalidInputError
 from .library import take_string
-from .._image import ImageLike, SDImage
+from .._image import ImageLike
+from .image import c_image_array
 from .native import (
     CacheMode,
     HiresUpscaler,
@@ -61,43 +60,6 @@ def _text(value: str | os.PathLike[str] | None, keep: list[Any]) -> bytes | None
     if raw is not None:
         keep.append(raw)
     return raw
-
-
-def _image(value: ImageLike | None, channels: int, name: str, keep: list[Any]) -> _native.sd_image_t:
-    """An sd_image_t for an optional image field (zeros = "no image")."""
-    if value is None:
-        return _native.sd_image_t()
-    img = coerce_image(value, channels, name)
-    keep.append(img)
-    return img._as_c()
-
-
-def coerce_image(value: ImageLike, channels: int, name: str) -> SDImage:
-    """Coerce an image argument to an SDImage with ``channels`` channels.
-
-    PIL images and files are converted to the needed mode; SDImage and numpy inputs
-    must already have the right number of channels.
-    """
-    from_array = isinstance(value, (SDImage,)) or type(value).__module__ == "numpy"
-    img = SDImage.coerce(value)
-    if img.channels != channels:
-        if from_array:
-            raise InvalidInputError(
-                f"{name} must have {channels} channel{'s' if channels > 1 else ''}"
-                f" ({'grayscale' if channels == 1 else 'RGB'}); got an image with {img.channels}"
-            )
-        img = img.with_channels(channels)
-    return img
-
-
-def _image_array(values: Sequence[ImageLike], channels: int, name: str, keep: list[Any]):
-    if not values:
-        return None, 0
-    imgs = [coerce_image(v, channels, f"{name}[{i}]") for i, v in enumerate(values)]
-    keep.extend(imgs)
-    arr = (_native.sd_image_t * len(imgs))(*[i._as_c() for i in imgs])
-    keep.append(arr)
-    return ctypes.cast(arr, ctypes.POINTER(_native.sd_image_t)), len(imgs)
 
 
 def _set(struct: ctypes.Structure, field: str, value: Any) -> None:
@@ -243,7 +205,7 @@ class SDPhotoMakerParams:
     style_strength: float = 20.0
 
     def _fill(self, c: _native.sd_pm_params_t, keep: list[Any]) -> None:
-        ptr, n = _image_array(self.id_images, 3, "id_images", keep)
+        ptr, n = c_image_array(self.id_images, 3, "id_images", keep)
         if ptr is not None:
             c.id_images = ptr
         c.id_images_count = n
@@ -446,7 +408,3 @@ class SDSampleParams:
 
     def __repr__(self) -> str:
         return _struct_repr(self, "sd_sample_params_to_str")
-
-
-def path_or_none(value: PathLike | None) -> Path | None:
-    return None if value is None else Path(value)

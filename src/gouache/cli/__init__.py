@@ -13,10 +13,14 @@ import logging
 import sys
 import traceback
 
-from .commands import _run_assemble, _run_convert, _run_enhance, _run_info, _run_models, _run_pull, _run_upscale
-from .generate import _Failure, _run_generation
+from .._errors import GouacheError, InvalidInputError
+from .commands import run_assemble, run_convert, run_enhance, run_info, run_models, run_pull, run_upscale
+from .generate import Failure, run_generation
 from .output import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
-from .parser import build_parser
+from .parser import GENERATION_COMMANDS, build_parser
+
+_COMMANDS = {"upscale": run_upscale, "convert": run_convert, "assemble": run_assemble, "info": run_info,
+             "models": run_models, "pull": run_pull, "enhance": run_enhance}
 
 __all__ = ["main"]
 
@@ -29,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(name)s: %(message)s")
-    if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video") and not a.model and not a.diffusion_model:
+    if a.command in GENERATION_COMMANDS and not a.model and not a.diffusion_model:
         parser.error(f"{a.command}: give -m/--model or --diffusion-model")
-    from .._errors import GouacheError, InvalidInputError
-
     try:
-        if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):
-            return _run_generation(a, argv)
-        return {"upscale": _run_upscale, "convert": _run_convert, "assemble": _run_assemble, "info": _run_info,
-                "models": _run_models, "pull": _run_pull, "enhance": _run_enhance}[a.command](a)
-    except _Failure as exc:
+        if a.command in GENERATION_COMMANDS:
+            return run_generation(a, argv)
+        return _COMMANDS[a.command](a)
+    except Failure as exc:
         print(f"gouache: error: {exc}", file=sys.stderr)
         if a.debug:
             print(exc.tb, file=sys.stderr)

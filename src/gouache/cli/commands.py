@@ -9,75 +9,69 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._engines.registry import ENGINES, explain_all, select_engine
+from .._engines.requests import ModelFiles
+from .._errors import InvalidInputError
+from .._files import check_writable
+from .._modelfiles.inspect import inspect
+from .._pipeline.infotext import save_image
 from .._version import __version__
-from .arguments import _int_arg, _loras
-from .output import EXIT_OK, EXIT_RUNTIME, _emit, _Progress
+from .arguments import lora_args, threads_arg
+from .output import EXIT_OK, EXIT_RUNTIME, Progress, emit
 
 
-def _run_upscale(a: argparse.Namespace) -> int:
+def run_upscale(a: argparse.Namespace) -> int:
     from .._pipeline.oneshot import upscale
-    from .._files import save_image
 
-    threads: Any = a.threads if a.threads == "auto" else _int_arg("--threads", a.threads)
-    image = upscale(a.image, a.model, factor=a.factor, tile_size=a.tile_size, threads=threads)
+    image = upscale(a.image, a.model, factor=a.factor, tile_size=a.tile_size, threads=threads_arg(a.threads))
     path = save_image(image, a.output, overwrite=a.overwrite)
-    _emit(a, {"path": str(path), "width": image.width, "height": image.height})
+    emit(a, {"path": str(path), "width": image.width, "height": image.height})
     return EXIT_OK
 
 
-def _run_convert(a: argparse.Namespace) -> int:
+def run_convert(a: argparse.Namespace) -> int:
     from .._sdcpp.functions import convert_model
 
     out = convert_model(a.input, a.output, output_type=a.type, vae_path=a.vae,
                         tensor_type_rules=a.tensor_type_rules, overwrite=a.overwrite)
-    _emit(a, {"path": str(out), "type": a.type, "bytes": out.stat().st_size})
+    emit(a, {"path": str(out), "type": a.type, "bytes": out.stat().st_size})
     return EXIT_OK
 
 
-def _run_assemble(a: argparse.Namespace) -> int:
+def run_assemble(a: argparse.Namespace) -> int:
     from .._modelfiles.assemble import assemble_checkpoint
 
     out = assemble_checkpoint(a.base, a.unet, a.output, overwrite=a.overwrite)
-    _emit(a, {"path": str(out), "bytes": out.stat().st_size})
+    emit(a, {"path": str(out), "bytes": out.stat().st_size})
     return EXIT_OK
 
 
-def _run_info(a: argparse.Namespace) -> int:
+def _model_info(path: str) -> dict[str, Any]:
+    info = inspect(path)
+    data: dict[str, Any] = {
+        "path": str(info.path), "family": info.family.value, "few_step": info.few_step,
+        "file_kind": info.file_kind, "tensors": info.tensor_count, "parameters": info.parameters,
+        "dtypes": info.dtypes, "size_bytes": info.size_bytes, "defaults": vars(info.defaults),
+    }
+    data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, ModelFiles(model=Path(path)))
+    return data
+
+
+def _system_info() -> dict[str, Any]:
     from .. import physical_cores, system_info, version
     from .._sdcpp.library import library_path
 
-    if a.model:
-        from .._modelfiles.inspect import inspect
+    return {"gouache": __version__, "engines": ", ".join(sorted(ENGINES)), "torch_engine": explain_all()["torch"],
+            "stable_diffusion_cpp": version(), "library": library_path(), "physical_cores": physical_cores(),
+            "system_info": " ".join(system_info().split())}
 
-        info = inspect(a.model)
-        data = {
-            "path": str(info.path), "family": info.family.value, "few_step": info.few_step,
-            "file_kind": info.file_kind, "tensors": info.tensor_count, "parameters": info.parameters,
-            "dtypes": info.dtypes, "size_bytes": info.size_bytes,
-            "defaults": {k: v for k, v in vars(info.defaults).items()} if hasattr(info.defaults, "__dict__") else str(info.defaults),
-        }
-        from pathlib import Path as _P
 
-        from .._engines.base import ModelFiles, select_engine
-
-        files = ModelFiles(model=_P(a.model))
-        data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, files)
-    else:
-        v = version()
-        from .._engines.torch.runtime import available, choose_precision
-
-        torch_line = "not installed (pip install \"gouache[torch]\")"
-        if available():
-            device, dtype, why = choose_precision("auto")
-            torch_line = f"{device}, {dtype} ({why})"
-        data = {"gouache": __version__, "engines": "sdcpp, torch", "torch_engine": torch_line, "stable_diffusion_cpp": v,
-                "library": library_path(), "physical_cores": physical_cores(),
-                "system_info": " ".join(system_info().split())}
-    _emit(a, data)
+def run_info(a: argparse.Namespace) -> int:
+    emit(a, _model_info(a.model) if a.model else _system_info())
     return EXIT_OK
 
 
-def _run_models(a: argparse.Namespace) -> int:
+def run_models(a: argparse.Namespace) -> int:
     from .._modelfiles.catalog import find_models
 
     entries = find_models(a.root)
@@ -89,35 +83,50 @@ def _run_models(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_pull(a: argparse.Namespace) -> int:
+def run_pull(a: argparse.Namespace) -> int:
     from .._modelfiles.catalog import pull
 
     path = pull(a.name, a.filename, revision=a.revision, cache_dir=a.dir)
-    _emit(a, {"path": str(path)})
+    emit(a, {"path": str(path)})
     return EXIT_OK
 
 
-def _run_enhance(a: argparse.Namespace) -> int:
-    from ..enhance import EnhanceConfig, EnhanceService
-    from .._files import check_writable, save_image
+def _enhance_config(a: argparse.Namespace):
+    from ..enhance import EnhanceConfig
 
     preset = {"t4_gpu": EnhanceConfig.for_t4_gpu, "quality": EnhanceConfig.for_quality,
               "speed": EnhanceConfig.for_speed, "cpu": EnhanceConfig.for_cpu}[a.preset]
     overrides = {k: v for k, v in (("steps", a.steps), ("strength", a.strength), ("controlnet_scale", a.controlnet_scale),
                                    ("working_size", a.working_size), ("seed", a.seed)) if v is not None}
-    config = preset(model=a.model, controlnet=a.controlnet, loras=tuple(_loras(a.lora)), engine=a.engine,
-                    prompt_template=a.template, default_subject=a.subject, depth_model=a.depth_model, **overrides)
+    return preset(model=a.model, controlnet=a.controlnet, loras=tuple(lora_args(a.lora)), engine=a.engine,
+                  prompt_template=a.template, default_subject=a.subject, depth_model=a.depth_model, **overrides)
+
+
+def _depth_file(folder: str, view: Path) -> Any:
+    for ext in (".png", ".npy", ".tif", ".tiff"):
+        p = Path(folder) / (view.stem + ext)
+        if p.is_file():
+            if ext == ".npy":
+                import numpy as np
+
+                return np.load(p)
+            return p
+    return None
+
+
+def run_enhance(a: argparse.Namespace) -> int:
+    from ..enhance import EnhanceService
+
+    config = _enhance_config(a)
     views = [Path(v) for v in a.views]
     missing = [str(v) for v in views if not v.is_file()]
     if missing:
-        from .._errors import InvalidInputError
-
         raise InvalidInputError(f"view files not found: {', '.join(missing)}")
     a.out.mkdir(parents=True, exist_ok=True)
     outputs = [a.out / (v.stem + ".png") for v in views]
     check_writable(outputs, overwrite=a.overwrite)
     depths = [_depth_file(a.depth, v) for v in views] if a.depth else None
-    bars = _Progress(not (a.quiet or a.json))
+    bars = Progress(not (a.quiet or a.json))
     results: list[dict[str, Any]] = []
     with EnhanceService(config) as service:
         for i, (view, out) in enumerate(zip(views, outputs)):
@@ -137,17 +146,3 @@ def _run_enhance(a: argparse.Namespace) -> int:
         for r in results:
             print(r.get("output") or f"{r['view']}: {r['error']}", file=sys.stdout if "output" in r else sys.stderr)
     return EXIT_RUNTIME if failed else EXIT_OK
-
-
-def _depth_file(folder: str, view: Path) -> Path | None:
-    for ext in (".png", ".npy", ".tif", ".tiff"):
-        p = Path(folder) / (view.stem + ext)
-        if p.is_file():
-            return _npy(p) if ext == ".npy" else p
-    return None
-
-
-def _npy(p: Path):
-    import numpy as np
-
-    return np.load(p)

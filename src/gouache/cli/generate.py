@@ -1,12 +1,14 @@
 """Generation subcommands: the engine runs in a child process that sends each result as it exists.
 
 The native engine cannot be cancelled, so Ctrl-C terminates the child at once; images
-already received are kept (each is written atomically as soon as it arrives).
+already received are kept (each is written atomically as soon as it arrives).  The two
+processes talk in the typed messages of :mod:`.protocol`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import multiprocessing as mp
@@ -17,111 +19,147 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .arguments import _generate_kwargs, _loras, _model_kwargs
-from .output import EXIT_INTERRUPTED, EXIT_OK, _Progress
+from .._engines.registry import engine_class, select_engine
+from .._engines.requests import ModelFiles
+from .._errors import InvalidInputError
+from .._files import check_writable, numbered_paths
+from .._limits import check
+from .._modelfiles.inspect import inspect
+from .arguments import generate_kwargs, model_kwargs, video_kwargs
+from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
+from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
+
+_FILE_OPTIONS = ("model", "diffusion_model", "vae", "taesd", "clip_l", "clip_g", "t5xxl", "control_net",
+                 "photo_maker", "init_image", "mask", "control_image", "end_image")
 
 
-def _child(conn, argv: list[str]) -> None:
+class Failure(Exception):
+    """A generation job failed in the child; ``kind`` is "usage" or "runtime"."""
+
+    def __init__(self, kind: str, message: str, tb: str) -> None:
+        super().__init__(message)
+        self.kind, self.tb = kind, tb
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _run_job(a: argparse.Namespace, send) -> None:
+    from .._pipeline.model import SDModel
+    from .._pipeline.requests import resolve_seed
+
+    step = lambda s, t, e: send(Sampling(s, t))  # noqa: E731 - the progress callback of every call
+    model = SDModel(a.model, on_load_progress=lambda s, t, e: send(Loading(s, t)), **model_kwargs(a))
+    if a.command == "video":
+        res = model.generate_video(a.prompt, callback=step, **video_kwargs(a))
+        send(VideoReady(res.frames, res.seed, res.parameters, res.timings))
+        return
+    kw = generate_kwargs(a)
+    seed = resolve_seed(a.seed)
+    for i in range(a.batch):  # one call per image: each image is saved as soon as it exists
+        res = model.generate(a.prompt, seed=seed + i, batch=1, callback=step, **kw)
+        send(ImageReady(i, res.images[0], res.infotexts[0], res.seeds[0], res.parameters, res.timings))
+
+
+def child(conn, argv: list[str]) -> None:
     """Child process: load the model, generate image by image, send each one as it exists."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.ERROR, format="%(name)s: %(message)s")
     try:
-        from .._pipeline.model import SDModel, resolve_seed
-
-        send = conn.send
-        model_kwargs = _model_kwargs(a)
-        model = SDModel(a.model, on_load_progress=lambda s, t, e: send(("load", s, t)), **model_kwargs)
-        if a.command == "video":
-            res = model.generate_video(
-                a.prompt, negative_prompt=a.negative_prompt, width=a.width, height=a.height, frames=a.frames,
-                steps=a.steps, cfg_scale=a.cfg_scale, sampler=a.sampler, scheduler=a.scheduler, seed=a.seed,
-                init_image=a.init_image, end_image=a.end_image, control_frames=a.control_frame,
-                strength=a.strength, loras=_loras(a.lora), high_noise_steps=a.high_noise_steps,
-                high_noise_cfg_scale=a.high_noise_cfg_scale, high_noise_sampler=a.high_noise_sampler,
-                moe_boundary=a.moe_boundary, vace_strength=a.vace_strength, flow_shift=a.flow_shift,
-                callback=lambda s, t, e: send(("step", s, t)),
-            )
-            send(("video", res.frames, res.seed, res.parameters, res.timings))
-            send(("done",))
-            return
-        kw = _generate_kwargs(a)
-        if a.command == "controlnet":
-            kw["control_image"] = _control_image(a)
-        seed = resolve_seed(a.seed)
-        for i in range(a.batch):  # one call per image: each image is saved as soon as it exists
-            res = model.generate(a.prompt, seed=seed + i, batch=1, callback=lambda s, t, e: send(("step", s, t)), **kw)
-            send(("image", i, res.images[0], res.infotexts[0], res.seeds[0], res.parameters, res.timings))
-        send(("done",))
+        _run_job(a, conn.send)
+        conn.send(Finished())
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        conn.send(("error", _error_kind(exc), f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        kind = "usage" if isinstance(exc, InvalidInputError) else "runtime"
+        conn.send(Failed(kind, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
 
 
-def _control_image(a: argparse.Namespace):
-    if not a.canny:
-        return a.control_image
-    from .._sdcpp.functions import canny
-    from .._image import SDImage
-
-    return canny(SDImage.open(a.control_image).with_channels(3)).to_pil()
+# --------------------------------------------------------------------------- the parent
 
 
-def _error_kind(exc: BaseException) -> str:
-    from .._errors import InvalidInputError
+def _engine_for(a: argparse.Namespace) -> str:
+    """The engine the child will use (sdcpp when it cannot be told yet)."""
+    if a.engine == "auto" and a.model and Path(a.model).is_file():
+        files = ModelFiles(model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl,
+                           photo_maker=a.photo_maker)
+        return select_engine("auto", inspect(a.model).family.value, files)[0]
+    return "sdcpp" if a.engine == "auto" else a.engine
 
-    return "usage" if isinstance(exc, InvalidInputError) else "runtime"
 
-
-def _precheck(a: argparse.Namespace) -> None:
+def precheck(a: argparse.Namespace) -> None:
     """Check what can be checked before the engine process starts (no model load)."""
-    from .._engines.base import ModelFiles, engine_class, select_engine
-    from .._errors import InvalidInputError
-
-    engine = a.engine
-    if engine == "auto" and a.model and Path(a.model).is_file():
-        from .._modelfiles.inspect import inspect
-
-        files = ModelFiles(model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker)
-        engine, _ = select_engine("auto", inspect(a.model).family.value, files)
-    cls = engine_class("sdcpp" if engine == "auto" else engine)
+    engine = _engine_for(a)
+    cls = engine_class(engine)
     for name, allowed in (("sampler", cls.samplers()), ("scheduler", cls.schedulers()),
                           ("high_noise_sampler", cls.samplers())):
         value = getattr(a, name, None)
         if value is not None and value.strip().lower() not in allowed:
             raise InvalidInputError(f"unknown {name} {value!r} for engine {engine}; allowed: {', '.join(allowed)}")
-    for name, lo, hi in (("width", 1, 16384), ("height", 1, 16384), ("steps", 1, 1000), ("batch", 1, 1024)):
+    side = "video_side" if a.command == "video" else "side"
+    for name, limit in (("width", side), ("height", side), ("steps", "steps"), ("batch", "batch"),
+                        ("strength", "fraction")):
         value = getattr(a, name, None)
-        if value is not None and not lo <= value <= hi:
-            raise InvalidInputError(f"--{name} must be in [{lo}, {hi}]; got {value}")
-    for name in ("strength",):
-        value = getattr(a, name, None)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise InvalidInputError(f"--{name} must be in [0, 1]; got {value}")
-    for name in ("model", "diffusion_model", "vae", "taesd", "clip_l", "clip_g", "t5xxl", "control_net",
-                 "photo_maker", "init_image", "mask", "control_image", "end_image"):
+        if value is not None:
+            check(f"--{name}", value, limit)
+    for name in _FILE_OPTIONS:
         value = getattr(a, name, None)
         if value is not None and not Path(value).is_file():
             raise InvalidInputError(f"--{name.replace('_', '-')} file not found: {value!r}")
 
 
-def _run_generation(a: argparse.Namespace, argv: list[str]) -> int:
-    from .._files import check_writable, numbered_paths, save_image
+@dataclasses.dataclass
+class _Outputs:
+    """Where results go, and what was saved so far."""
 
-    _precheck(a)
-    if a.command == "video":
-        paths = [a.output]
-    else:
-        paths = numbered_paths(a.output, a.batch if a.batch and a.batch > 0 else 1)
+    paths: list[Path]
+    saved: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    parameters: dict[str, Any] | None = None
+
+
+def _handle(msg: Message, a: argparse.Namespace, out: _Outputs, bars: Progress) -> bool:
+    """Act on one message; True when the job is finished."""
+    from .._pipeline.infotext import save_image
+    from .._pipeline.video import save_video
+
+    if isinstance(msg, Loading):
+        bars.update("load", msg.step, msg.total)
+    elif isinstance(msg, Sampling):
+        label = "video" if a.command == "video" else f"image {len(out.saved) + 1}/{len(out.paths)}"
+        bars.update(label, msg.step, msg.total)
+    elif isinstance(msg, ImageReady):
+        path = save_image(msg.image, out.paths[msg.index], infotext=msg.infotext, overwrite=a.overwrite)
+        out.saved.append({"path": str(path), "seed": msg.seed, "timings": msg.timings})
+        out.parameters = msg.parameters
+    elif isinstance(msg, VideoReady):
+        path = save_video(msg.frames, out.paths[0], fps=a.fps, overwrite=a.overwrite)
+        out.saved.append({"path": str(path), "seed": msg.seed, "frames": len(msg.frames), "timings": msg.timings})
+        out.parameters = msg.parameters
+    elif isinstance(msg, Failed):
+        raise Failure(msg.kind, msg.message, msg.traceback)
+    return isinstance(msg, Finished)
+
+
+def _report(a: argparse.Namespace, out: _Outputs, started: float) -> None:
+    result = {"outputs": out.saved, "parameters": out.parameters, "seconds": time.perf_counter() - started}
+    if a.json:
+        print(json.dumps(result, default=str))
+    elif not a.quiet:
+        for s in out.saved:
+            print(s["path"])
+
+
+def run_generation(a: argparse.Namespace, argv: list[str]) -> int:
+    precheck(a)
+    paths = [a.output] if a.command == "video" else numbered_paths(a.output, a.batch if a.batch and a.batch > 0 else 1)
     check_writable(paths, overwrite=a.overwrite)
     ctx = mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child_conn, argv), daemon=True)
+    proc = ctx.Process(target=child, args=(child_conn, argv), daemon=True)
     proc.start()
     child_conn.close()
-    bars = _Progress(not (a.quiet or a.json))
-    saved: list[dict[str, Any]] = []
-    last_params: dict[str, Any] | None = None
+    bars = Progress(not (a.quiet or a.json))
+    out = _Outputs(list(paths))
     started = time.perf_counter()
     try:
         while True:
@@ -129,49 +167,19 @@ def _run_generation(a: argparse.Namespace, argv: list[str]) -> int:
                 msg = parent_conn.recv()
             except EOFError:
                 proc.join(1)
-                raise _Failure("runtime", f"the engine process died (exit code {proc.exitcode})", "") from None
-            kind = msg[0]
-            if kind == "load":
-                bars.update("load", msg[1], msg[2])
-            elif kind == "step":
-                bars.update(f"image {len(saved) + 1}/{len(paths)}" if a.command != "video" else "video", msg[1], msg[2])
-            elif kind == "image":
-                _, i, image, infotext, seed, params, timings = msg
-                path = save_image(image, paths[i], infotext=infotext, overwrite=a.overwrite)
-                saved.append({"path": str(path), "seed": seed, "timings": timings})
-                last_params = params
-            elif kind == "video":
-                from .._pipeline.video import save_video
-
-                _, frames, seed, params, timings = msg
-                path = save_video(frames, paths[0], fps=a.fps, overwrite=a.overwrite)
-                saved.append({"path": str(path), "seed": seed, "frames": len(frames), "timings": timings})
-                last_params = params
-            elif kind == "error":
-                raise _Failure(msg[1], msg[2], msg[3])
-            elif kind == "done":
+                raise Failure("runtime", f"the engine process died (exit code {proc.exitcode})", "") from None
+            if _handle(msg, a, out, bars):
                 break
     except KeyboardInterrupt:
         proc.terminate()
         proc.join(2)
         bars.close()
-        print(f"gouache: interrupted; {len(saved)} of {len(paths)} file(s) were saved", file=sys.stderr)
+        print(f"gouache: interrupted; {len(out.saved)} of {len(paths)} file(s) were saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         bars.close()
         if proc.is_alive():
             proc.terminate()
         proc.join(5)
-    result = {"outputs": saved, "parameters": last_params, "seconds": time.perf_counter() - started}
-    if a.json:
-        print(json.dumps(result, default=str))
-    elif not a.quiet:
-        for s in saved:
-            print(s["path"])
+    _report(a, out, started)
     return EXIT_OK
-
-
-class _Failure(Exception):
-    def __init__(self, kind: str, message: str, tb: str) -> None:
-        super().__init__(message)
-        self.kind, self.tb = kind, tb

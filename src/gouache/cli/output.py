@@ -10,7 +10,7 @@ from typing import Any
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class _Progress:
+class Progress:
     """Progress bars on stderr (tqdm); silent with --quiet or --json."""
 
     def __init__(self, enabled: bool) -> None:
@@ -36,7 +36,7 @@ class _Progress:
             self.bar = None
 
 
-def _emit(a: argparse.Namespace, data: dict[str, Any]) -> None:
+def emit(a: argparse.Namespace, data: dict[str, Any]) -> None:
     if a.json:
         print(json.dumps(data, default=str))
         return

@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._engines.registry import ENGINES, engine_class
+from .._engines.requests import PRECISIONS
 from .._version import __version__
+from .._vocabulary import SAMPLERS, SCHEDULERS, names
+
+#: Subcommands that run the engine in a child process.
+GENERATION_COMMANDS = ("txt2img", "img2img", "inpaint", "controlnet", "video")
+ENGINE_CHOICES = ["auto", *sorted(ENGINES)]
+
+
+def _names_help(what: str, all_names: list[str], torch_names: list[str]) -> str:
+    """Help text listing the vocabulary and the torch engine's subset of it."""
+    return f"{what}: {', '.join(all_names)} (torch engine: {', '.join(torch_names)})"
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
@@ -25,9 +37,9 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
     g.add_argument("--lora-dir", metavar="DIR", help="where <lora:name:weight> tags and --lora names resolve")
     g.add_argument("--embeddings", metavar="DIR", help="directory of textual-inversion embeddings")
     e = p.add_argument_group("engine")
-    e.add_argument("--engine", default="auto", choices=["auto", "sdcpp", "torch"],
+    e.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
                    help="auto (default): torch when installed and the model family is supported, else sdcpp")
-    e.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+    e.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="torch engine: weight precision (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA)")
     e.add_argument("--compile", action="store_true", help="torch engine: torch.compile the UNet")
     e.add_argument("--threads", default="auto", help="CPU threads ('auto' = physical cores)")
@@ -55,8 +67,9 @@ def _add_generation_options(p: argparse.ArgumentParser, *, prompt: bool = True) 
     g.add_argument("-H", "--height", type=int, help="height in pixels (default: the model family's)")
     g.add_argument("--steps", type=int, help="sampling steps (default: the model family's)")
     g.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale")
-    g.add_argument("--sampler", help="sampler: euler, euler_a, heun, dpm2, dpm++2s_a, dpm++2m, dpm++2mv2, ipndm, ipndm_v, lcm, ddim_trailing, tcd, res_multistep, res_2s, er_sde")
-    g.add_argument("--scheduler", help="scheduler: discrete, karras, exponential, ays, gits, sgm_uniform, simple, smoothstep, kl_optimal, lcm, bong_tangent")
+    torch = engine_class("torch")
+    g.add_argument("--sampler", help=_names_help("sampler", names(SAMPLERS), torch.samplers()))
+    g.add_argument("--scheduler", help=_names_help("scheduler", names(SCHEDULERS), torch.schedulers()))
     g.add_argument("--seed", type=int, default=-1, help="seed (-1 = random; batch images use seed, seed+1, ...)")
     g.add_argument("--batch", type=int, default=1, help="number of images")
     g.add_argument("--clip-skip", type=int, default=-1, help="CLIP layers to skip (-1 = model default)")
@@ -153,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--controlnet-scale", type=float, help="ControlNet scale (overrides the preset)")
     s.add_argument("--working-size", type=int, help="long side of the working canvas (multiple of 64)")
     s.add_argument("--seed", type=int, help="seed shared by all views")
-    s.add_argument("--engine", default="auto", choices=["auto", "sdcpp", "torch"])
+    s.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
     s.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     s.add_argument("--overwrite", action="store_true")
 

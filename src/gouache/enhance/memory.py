@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any, TextIO
 
-from .._engines.base import EngineOptions
+from .._engines.requests import EngineOptions
 from .._errors import InvalidInputError
 from .._sdcpp.native import SDType
 

@@ -13,11 +13,11 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from ..._errors import InvalidInputError
+from ..._files import publish_dir
 
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
@@ -157,21 +157,16 @@ def config_dir(family: str, cache_root: Path | None = None) -> Path:
     target = root / f"{family}-{digest}"
     if (target / "model_index.json").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=root))
     vocab, merges = clip_tokenizer_files()
-    for rel, content in files.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content, indent=1))
-    for tok in ("tokenizer", "tokenizer_2"):
-        if (tmp / tok).is_dir():
-            (tmp / tok / "vocab.json").write_text(vocab, encoding="utf-8")
-            (tmp / tok / "merges.txt").write_text(merges, encoding="utf-8")
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process won the race
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    def fill(tmp: Path) -> None:
+        for rel, content in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(content, indent=1))
+        for tok in ("tokenizer", "tokenizer_2"):
+            if (tmp / tok).is_dir():
+                (tmp / tok / "vocab.json").write_text(vocab, encoding="utf-8")
+                (tmp / tok / "merges.txt").write_text(merges, encoding="utf-8")
+
+    return publish_dir(target, fill)

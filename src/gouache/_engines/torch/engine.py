@@ -1,8 +1,8 @@
 """The PyTorch + diffusers engine (``engine="torch"``), tuned to the hardware.
 
 Loads single-file checkpoints (ldm names, the files users download) offline with the
-configs in :mod:`.configs`.  Hardware tuning, chosen automatically and overridable
-through :class:`~gouache.EngineOptions`:
+configs in :mod:`.configs` (:mod:`.loading`).  Hardware tuning, chosen automatically and
+overridable through :class:`~gouache.EngineOptions`:
 
 * threads = physical cores (``torch.set_num_threads``);
 * precision: bf16 weights on CPUs with AVX512-BF16 or AMX, fp16 on CUDA, fp32 otherwise
@@ -15,44 +15,27 @@ through :class:`~gouache.EngineOptions`:
 
 from __future__ import annotations
 
-import functools
-import inspect as _inspect
-import logging
-import os
+import inspect
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import base as E
 from ..._errors import InvalidInputError
-from .loading import _load_controlnet, _load_pipeline, _tiny_vae
-from .runtime import _dtype, _torch, available, choose_precision
-
-log = logging.getLogger("gouache.torch")
-
-#: Families this engine loads (family value of gouache.inspect -> config family).
-SUPPORTED = {"sd1": "sd1", "sd1_inpaint": "sd1_inpaint", "sd2": "sd2", "sdxl": "sdxl", "sdxl_inpaint": "sdxl_inpaint"}
-
-#: engine-neutral sampler name -> (diffusers scheduler class, extra config)
-SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm2": ("KDPM2DiscreteScheduler", {}),
-    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpm++2s_a": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "lcm": ("LCMScheduler", {}),
-    "ddim_trailing": ("DDIMScheduler", {"timestep_spacing": "trailing", "set_alpha_to_one": False}),
-    "tcd": ("TCDScheduler", {}),
-}
-#: engine-neutral scheduler name -> config overrides
-SCHEDULERS: dict[str, dict[str, Any]] = {
-    "discrete": {},
-    "karras": {"use_karras_sigmas": True},
-    "exponential": {"use_exponential_sigmas": True},
-    "sgm_uniform": {"timestep_spacing": "trailing"},
-    "lcm": {},
-}
+from ..base import Engine, Explanation
+from ..requests import (
+    EngineOptions,
+    Guidance,
+    Hooks,
+    ImageRequest,
+    LoraSpec,
+    ModelFiles,
+    PreviewSpec,
+    ProgressFn,
+    VideoRequest,
+)
+from .loading import SUPPORTED, Loaded, load
+from .runtime import available, choose_precision, dtype_of, import_torch
+from .samplers import SAMPLERS, SCHEDULERS, make_scheduler
 
 # latent -> RGB projections for fast previews (SD1/SD2 and SDXL latent spaces)
 _PROJ = {
@@ -61,59 +44,65 @@ _PROJ = {
     "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
              [0.1084, -0.0175, -0.0011]),
 }
+_PIPELINES = {
+    "txt2img": "StableDiffusion{xl}Pipeline",
+    "img2img": "StableDiffusion{xl}Img2ImgPipeline",
+    "inpaint": "StableDiffusion{xl}InpaintPipeline",
+    "control": "StableDiffusion{xl}ControlNetPipeline",
+    "control_img2img": "StableDiffusion{xl}ControlNetImg2ImgPipeline",
+    "control_inpaint": "StableDiffusion{xl}ControlNetInpaintPipeline",
+}
 
 
-def explain(family: str) -> tuple[bool, str]:
-    """Whether the torch engine would run ``family``, and why (for ``gouache info``)."""
-    if not available():
-        return False, 'PyTorch/diffusers not installed (pip install "gouache[torch]")'
-    if family not in SUPPORTED:
-        return False, f"family {family} is not supported by the torch engine (supported: {', '.join(SUPPORTED)})"
-    device, dtype, why = choose_precision("auto")
-    return True, f"{device}, {dtype} ({why})"
+def _kind(r: ImageRequest) -> str:
+    """Which diffusers pipeline serves the request."""
+    base = "txt2img" if r.init is None else ("inpaint" if r.init.mask is not None else "img2img")
+    if r.control is None:
+        return base
+    return "control" if base == "txt2img" else f"control_{base}"
 
 
-def _make_scheduler(base_config, sampler: str | None, scheduler: str | None):
-    """A fresh scheduler for this call, always derived from the model's pristine config."""
-    import diffusers
-
-    base = dict(base_config)
-    name = sampler or ("euler_a" if not base.get("_class_name", "").startswith("LCM") else "lcm")
-    if name not in SAMPLERS:
-        raise InvalidInputError(f"sampler {name!r} is not supported by the torch engine; supported: {', '.join(SAMPLERS)}")
-    cls_name, extra = SAMPLERS[name]
-    cls = getattr(diffusers, cls_name)
-    overrides = dict(extra)
-    sched = scheduler or "discrete"
-    if sched not in SCHEDULERS:
-        raise InvalidInputError(f"scheduler {sched!r} is not supported by the torch engine; supported: {', '.join(SCHEDULERS)}")
-    params = _inspect.signature(cls.__init__).parameters
-    for key, value in SCHEDULERS[sched].items():
-        if key not in params:
-            ok = [s for s, o in SCHEDULERS.items() if all(k in params for k in o)]
-            raise InvalidInputError(f"sampler {name!r} cannot use scheduler {sched!r} on the torch engine; with {name!r} use: {', '.join(ok)}")
-        overrides[key] = value
-    cfg = {k: v for k, v in base.items() if not k.startswith("_")}
-    cfg.update(overrides)
-    return cls.from_config(cfg)
+def _refuse_unsupported(r: ImageRequest) -> None:
+    """The torch engine runs none of these: refuse them instead of ignoring them."""
+    unsupported = [n for n, v in (("ref_images", r.ref_images), ("photo_maker", r.photo_maker), ("hires", r.hires),
+                                  ("cache", r.cache)) if v]
+    if r.sampling.guidance != Guidance():
+        unsupported.append("guidance (image CFG, distilled or skip-layer guidance)")
+    if unsupported:
+        raise InvalidInputError(f"the torch engine does not support {', '.join(unsupported)}; use engine='sdcpp'")
 
 
-class TorchEngine(E.Engine):
+class TorchEngine(Engine):
     """diffusers pipelines for one single-file model, with hardware tuning."""
 
     name = "torch"
 
-    def __init__(self, pipe, family: str, device: str, dtype_name: str, options: E.EngineOptions,
-                 controlnet=None) -> None:
-        self.base = pipe
-        self.family = family
-        self.device = device
-        self.dtype_name = dtype_name
+    def __init__(self, loaded: Loaded, options: EngineOptions) -> None:
+        self.base = loaded.pipe
+        self.family = loaded.family
+        self.device = loaded.device
+        self.dtype_name = loaded.dtype
+        self.controlnet = loaded.controlnet
         self.options = options
-        self.controlnet = controlnet
         self._variants: dict[str, Any] = {}
         self._adapters: dict[str, str] = {}
-        self._base_scheduler = pipe.scheduler
+        self._base_scheduler = loaded.pipe.scheduler
+
+    # -- what the engine is ------------------------------------------------------------
+
+    @classmethod
+    def explain(cls, family: str | None = None, files: ModelFiles | None = None) -> Explanation:
+        if not available():
+            return Explanation(False, 'PyTorch/diffusers not installed (pip install "gouache[torch]")')
+        if files is not None and files.in_parts:
+            return Explanation(False, "the model ships as parts; the torch engine loads single-file checkpoints")
+        if files is not None and str(files.main).lower().endswith(".gguf"):
+            return Explanation(False, "GGUF files are for sdcpp")
+        if family is not None and family not in SUPPORTED:
+            return Explanation(False, f"family {family} is not supported by the torch engine"
+                                      f" (supported: {', '.join(SUPPORTED)})")
+        precision = choose_precision("auto")
+        return Explanation(True, f"{precision.device}, {precision.dtype} ({precision.reason})")
 
     @classmethod
     def samplers(cls) -> list[str]:
@@ -123,6 +112,11 @@ class TorchEngine(E.Engine):
     def schedulers(cls) -> list[str]:
         return list(SCHEDULERS)
 
+    @classmethod
+    def create(cls, files: ModelFiles, *, options: EngineOptions, threads: int | None, weight_type: str | None,
+               on_load_progress: ProgressFn | None = None) -> TorchEngine:
+        return cls(load(files, options, threads, on_load_progress), options)
+
     @property
     def can_generate_video(self) -> bool:
         return False
@@ -131,30 +125,23 @@ class TorchEngine(E.Engine):
     def xl(self) -> bool:
         return self.family.startswith("sdxl")
 
+    # -- pipelines -----------------------------------------------------------------------
+
     def _variant(self, kind: str):
         """txt2img / img2img / inpaint / controlnet pipelines sharing one set of weights."""
         if kind in self._variants:
             return self._variants[kind]
         import diffusers as D
 
-        xl = "XL" if self.xl else ""
-        names = {
-            "txt2img": f"StableDiffusion{xl}Pipeline",
-            "img2img": f"StableDiffusion{xl}Img2ImgPipeline",
-            "inpaint": f"StableDiffusion{xl}InpaintPipeline",
-            "control": f"StableDiffusion{xl}ControlNetPipeline",
-            "control_img2img": f"StableDiffusion{xl}ControlNetImg2ImgPipeline",
-            "control_inpaint": f"StableDiffusion{xl}ControlNetInpaintPipeline",
-        }
-        cls = getattr(D, names[kind])
+        cls = getattr(D, _PIPELINES[kind].format(xl="XL" if self.xl else ""))
         extra = {"controlnet": self.controlnet} if kind.startswith("control") else {}
         # from_pipe shares the weights; without torch_dtype it casts the shared UNet to fp32
-        pipe = self.base if kind == "txt2img" else cls.from_pipe(self.base, torch_dtype=_dtype(self.dtype_name), **extra)
+        pipe = self.base if kind == "txt2img" else cls.from_pipe(self.base, torch_dtype=dtype_of(self.dtype_name), **extra)
         pipe.set_progress_bar_config(disable=True)
         self._variants[kind] = pipe
         return pipe
 
-    def _apply_loras(self, pipe, loras: tuple[E.LoraSpec, ...]) -> None:
+    def _apply_loras(self, pipe, loras: tuple[LoraSpec, ...]) -> None:
         wanted: list[tuple[str, float]] = []
         for spec in loras:
             key = str(Path(spec.path).resolve())
@@ -169,20 +156,27 @@ class TorchEngine(E.Engine):
         if not self._adapters:
             return
         names = list(self._adapters.values())
-        weights = {n: 0.0 for n in names}
+        weights = dict.fromkeys(names, 0.0)
         for n, w in wanted:
             weights[n] += w
         pipe.set_adapters(names, adapter_weights=[weights[n] for n in names])
 
-    def _progress(self, hooks: E.Hooks, total_fn):
+    def _set_vae_tiling(self, pipe, tiling: bool | None) -> None:
+        enabled = self.options.vae_tiling if tiling is None else bool(tiling)
+        if hasattr(pipe.vae, "enable_tiling"):
+            pipe.vae.enable_tiling() if enabled else pipe.vae.disable_tiling()
+
+    # -- progress and previews -------------------------------------------------------------
+
+    def _on_step_end(self, hooks: Hooks, steps: int):
         start = time.perf_counter()
         proj = _PROJ["sdxl" if self.xl else "sd"]
-        spec = hooks.preview_spec or E.PreviewSpec()
+        spec = hooks.preview_spec or PreviewSpec()
 
         def on_step_end(pipe, i, t, kwargs):
             step = i + 1
             if hooks.progress is not None:
-                hooks.progress(step, total_fn(pipe), time.perf_counter() - start)
+                hooks.progress(step, getattr(pipe, "num_timesteps", steps), time.perf_counter() - start)
             if hooks.preview is not None and step % max(1, spec.interval) == 0:
                 hooks.preview(step, self._preview(pipe, kwargs["latents"], spec.mode, proj))
             return kwargs
@@ -206,50 +200,49 @@ class TorchEngine(E.Engine):
                 arr = ((rgb.clamp(-1, 1) + 1) * 127.5).numpy()
         return [Image.fromarray(a.astype(np.uint8)) for a in arr]
 
-    def generate_images(self, r: E.ImageRequest, hooks: E.Hooks) -> list[Any]:
-        torch = _torch()
-        if r.ref_images or r.photo_maker is not None or r.hires is not None or r.cache is not None:
-            unsupported = [n for n, v in (("ref_images", r.ref_images), ("photo_maker", r.photo_maker),
-                                          ("hires", r.hires), ("cache", r.cache)) if v]
-            raise InvalidInputError(f"the torch engine does not support {', '.join(unsupported)}; use engine='sdcpp'")
-        control = r.control_image is not None
-        if r.mask is not None:
-            kind = "control_inpaint" if control else "inpaint"
-        elif r.init_image is not None:
-            kind = "control_img2img" if control else "img2img"
-        else:
-            kind = "control" if control else "txt2img"
-        if control and self.controlnet is None:
-            raise InvalidInputError("control_image needs a ControlNet loaded with the model")
-        pipe = self._variant(kind)
-        pipe.scheduler = _make_scheduler(self._base_scheduler.config, r.sampler, r.scheduler)
-        self._apply_loras(pipe, r.loras)
-        generators = [torch.Generator("cpu").manual_seed(int(r.seed) + i) for i in range(r.batch)]
+    # -- generation ----------------------------------------------------------------------
+
+    def call_kwargs(self, r: ImageRequest, pipe, hooks: Hooks) -> dict[str, Any]:
+        """The keyword arguments of the diffusers pipeline call for ``r``."""
+        torch = import_torch()
+        s = r.sampling
         kw: dict[str, Any] = dict(
-            prompt=r.prompt, negative_prompt=r.negative_prompt or None, num_inference_steps=r.steps,
-            guidance_scale=r.cfg_scale, generator=generators, num_images_per_prompt=r.batch,
-            output_type="pil", callback_on_step_end=self._progress(hooks, lambda p: getattr(p, "num_timesteps", r.steps)),
+            prompt=r.prompt, negative_prompt=r.negative_prompt or None, num_inference_steps=s.steps,
+            guidance_scale=s.cfg_scale, num_images_per_prompt=r.batch, output_type="pil",
+            generator=[torch.Generator("cpu").manual_seed(int(r.seed) + i) for i in range(r.batch)],
+            callback_on_step_end=self._on_step_end(hooks, s.steps),
         )
-        if kind in ("txt2img", "control"):
+        if r.init is None or r.init.mask is not None:
             kw.update(width=r.width, height=r.height)
-        if r.init_image is not None:
-            kw.update(image=r.init_image, strength=r.strength)
-        if r.mask is not None:
-            kw.update(mask_image=r.mask, width=r.width, height=r.height)
-        if control:
-            key = "image" if kind == "control" else "control_image"
-            kw[key] = r.control_image
-            kw["controlnet_conditioning_scale"] = r.control_strength
-            kw["control_guidance_start"], kw["control_guidance_end"] = (float(x) for x in r.control_guidance)
+        if r.init is not None:
+            kw.update(image=r.init.image, strength=r.init.strength)
+            if r.init.mask is not None:
+                kw["mask_image"] = r.init.mask
+        if r.control is not None:
+            kw["image" if r.init is None else "control_image"] = r.control.image
+            kw.update(controlnet_conditioning_scale=r.control.strength, control_guidance_start=float(r.control.start),
+                      control_guidance_end=float(r.control.end))
         if r.clip_skip > 1:
             kw["clip_skip"] = r.clip_skip - 1  # sd.cpp counts the last layer as 1, diffusers as 0
-        if r.eta is not None and "eta" in _inspect.signature(pipe.__call__).parameters:
-            kw["eta"] = r.eta
-        with torch.inference_mode():
-            out = pipe(**kw)
-        return list(out.images)
+        if s.eta is not None and "eta" in inspect.signature(pipe.__call__).parameters:
+            kw["eta"] = s.eta
+        return kw
 
-    def generate_video(self, request: E.VideoRequest, hooks: E.Hooks) -> list[Any]:
+    def _run(self, pipe, kwargs: dict[str, Any]) -> list[Any]:
+        with import_torch().inference_mode():
+            return list(pipe(**kwargs).images)
+
+    def generate_images(self, r: ImageRequest, hooks: Hooks) -> list[Any]:
+        _refuse_unsupported(r)
+        if r.control is not None and self.controlnet is None:
+            raise InvalidInputError("control_image needs a ControlNet loaded with the model")
+        pipe = self._variant(_kind(r))
+        pipe.scheduler = make_scheduler(self._base_scheduler.config, r.sampling.sampler, r.sampling.scheduler)
+        self._apply_loras(pipe, r.loras)
+        self._set_vae_tiling(pipe, r.vae_tiling)
+        return self._run(pipe, self.call_kwargs(r, pipe, hooks))
+
+    def generate_video(self, request: VideoRequest, hooks: Hooks) -> list[Any]:
         raise InvalidInputError("the torch engine does not generate video; use engine='sdcpp' with a Wan model")
 
     def close(self) -> None:
@@ -258,81 +251,4 @@ class TorchEngine(E.Engine):
         self.controlnet = None
 
 
-def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int | None,
-                  weight_type: str | None, on_load_progress: E.ProgressFn | None = None) -> TorchEngine:
-    torch = _torch()
-    import diffusers as D
-
-    from ..._modelfiles.inspect import inspect
-    from ..._modelfiles.headers import sniff
-    from .configs import config_dir
-
-    if files.model is None:
-        raise InvalidInputError("the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
-                                " for models shipped as parts (diffusion_model=...)")
-    if sniff(files.model) == "gguf":
-        raise InvalidInputError("the torch engine does not load GGUF files; use engine='sdcpp'")
-    info = inspect(files.model)
-    family = info.family.value
-    if family == "sd2" and info.variant == "768-v":
-        cfg_family = "sd2_v"
-    elif family in SUPPORTED:
-        cfg_family = SUPPORTED[family]
-    else:
-        raise InvalidInputError(f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)}"
-                                " (use engine='sdcpp')")
-    for name in ("clip_l", "clip_g", "t5xxl", "photo_maker", "high_noise_diffusion_model"):
-        if getattr(files, name) is not None:
-            raise InvalidInputError(f"the torch engine does not take {name}= (the checkpoint holds its text encoders); use engine='sdcpp'")
-    torch.set_num_threads(threads or _physical_cores())
-    device, dtype_name, why = choose_precision(options.precision)
-    dtype = _dtype(dtype_name)
-    log.info("torch engine: %s, %s (%s), %d threads", device, dtype_name, why, torch.get_num_threads())
-    cfg = config_dir(cfg_family)
-    pipe_cls = D.StableDiffusionXLPipeline if family.startswith("sdxl") else D.StableDiffusionPipeline
-    t0 = time.perf_counter()
-    if on_load_progress:
-        on_load_progress(0, 3, 0.0)
-    if True:  # every load below is local_files_only: nothing is fetched from a hub
-        pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
-        if on_load_progress:
-            on_load_progress(1, 3, time.perf_counter() - t0)
-        if files.vae is not None:
-            pipe.vae = D.AutoencoderKL.from_single_file(str(files.vae), config=str(cfg), subfolder="vae",
-                                                        local_files_only=True, torch_dtype=dtype)
-        if files.taesd is not None:
-            pipe.vae = _tiny_vae(files.taesd, dtype)
-        controlnet = None
-        if files.control_net is not None:
-            controlnet = _load_controlnet(files.control_net, cfg, dtype)
-    if on_load_progress:
-        on_load_progress(2, 3, time.perf_counter() - t0)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    if controlnet is not None:
-        controlnet.to(device)
-    if device == "cpu" or options.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
-        if controlnet is not None:
-            controlnet.to(memory_format=torch.channels_last)
-    if options.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
-        pipe.vae.enable_tiling()
-    if options.compile:
-        pipe.unet = torch.compile(pipe.unet)
-    if on_load_progress:
-        on_load_progress(3, 3, time.perf_counter() - t0)
-    return TorchEngine(pipe, family, device, dtype_name, options, controlnet)
-
-
-@functools.lru_cache(maxsize=1)
-def _physical_cores() -> int:
-    try:
-        from ..._sdcpp.functions import physical_cores
-
-        return physical_cores()
-    except Exception:  # noqa: BLE001 - the sdcpp library may be missing; fall back to the OS count
-        return os.cpu_count() or 1
-
-
-ENGINE_CLASS = TorchEngine
+ENGINE = TorchEngine

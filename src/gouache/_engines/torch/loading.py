@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ..._errors import InvalidInputError
-from .runtime import _torch
+from ..._hardware import physical_cores
+from ..._modelfiles.headers import safetensors_header, sniff
+from ..._modelfiles.inspect import inspect
+from ..requests import EngineOptions, ModelFiles, ProgressFn
+from .configs import config_dir
+from .runtime import choose_precision, dtype_of, import_torch
+
+log = logging.getLogger("gouache.torch")
+
+#: Families this engine loads (family value of gouache.inspect -> its config folder).
+SUPPORTED: MappingProxyType[str, str] = MappingProxyType(
+    {"sd1": "sd1", "sd1_inpaint": "sd1_inpaint", "sd2": "sd2", "sdxl": "sdxl", "sdxl_inpaint": "sdxl_inpaint"})
+#: Part files the torch engine never takes (its checkpoints hold their own text encoders).
+_PART_FILES = ("clip_l", "clip_g", "t5xxl", "photo_maker", "high_noise_diffusion_model")
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A model loaded for the torch engine: the base pipeline, its ControlNet, where it runs."""
+
+    pipe: Any
+    family: str
+    device: str
+    dtype: str
+    controlnet: Any = None
 
 
 def _tiny_vae(path: Path, dtype):
@@ -28,12 +56,10 @@ def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
     builds the bf16 model, so peak memory is file + model.  Reading tensor by tensor and
     casting at once keeps the peak at about the model's size; the models built from this
     dict share its storage (no second copy)."""
-    torch = _torch()
+    torch = import_torch()
 
     def cast(t):
         return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
-
-    from ..._modelfiles.headers import sniff
 
     if sniff(path) == "safetensors":
         return {name: cast(t) for name, t in _read_safetensors(path)}
@@ -52,9 +78,8 @@ def _read_safetensors(path: Path):
 
     Not mmap: pages of a mapped file count in the process's RSS until it is unmapped, so a
     mapped read costs file size + cast copies at the peak; ``readinto`` costs one tensor."""
-    from ..._modelfiles.headers import safetensors_header
 
-    torch = _torch()
+    torch = import_torch()
     header, base = safetensors_header(path)
     header.pop("__metadata__", None)
     with open(path, "rb") as f:
@@ -131,3 +156,78 @@ def _load_controlnet(path: Path, cfg: Path, dtype):
         return model.to(dtype)
     return D.ControlNetModel.from_single_file(state, config=str(cfg), subfolder="controlnet",
                                               local_files_only=True, torch_dtype=dtype)
+
+
+def config_family(files: ModelFiles) -> str:
+    """The config folder for ``files``, or :class:`~gouache.InvalidInputError` saying why the
+    torch engine cannot load them."""
+    if files.model is None:
+        raise InvalidInputError("the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
+                                " for models shipped as parts (diffusion_model=...)")
+    if sniff(files.model) == "gguf":
+        raise InvalidInputError("the torch engine does not load GGUF files; use engine='sdcpp'")
+    for name in _PART_FILES:
+        if getattr(files, name) is not None:
+            raise InvalidInputError(f"the torch engine does not take {name}= (the checkpoint holds its text encoders);"
+                                    " use engine='sdcpp'")
+    info = inspect(files.model)
+    family = info.family.value
+    if family not in SUPPORTED:
+        raise InvalidInputError(f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)}"
+                                " (use engine='sdcpp')")
+    return "sd2_v" if family == "sd2" and info.variant == "768-v" else SUPPORTED[family]
+
+
+def _tune(loaded: Loaded, options: EngineOptions) -> None:
+    """Move to the device; channels_last on CPU; VAE tiling and torch.compile when asked."""
+    torch = import_torch()
+    pipe, controlnet = loaded.pipe, loaded.controlnet
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(loaded.device)
+    if controlnet is not None:
+        controlnet.to(loaded.device)
+    if loaded.device == "cpu" or options.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        if controlnet is not None:
+            controlnet.to(memory_format=torch.channels_last)
+    if options.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
+        pipe.vae.enable_tiling()
+    if options.compile:
+        pipe.unet = torch.compile(pipe.unet)
+
+
+def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load_progress: ProgressFn | None) -> Loaded:
+    """Load ``files`` offline (every read is local_files_only: nothing is fetched from a hub)."""
+    torch = import_torch()
+    import diffusers as D
+
+    cfg_family = config_family(files)
+    family = cfg_family.replace("sd2_v", "sd2")
+    torch.set_num_threads(threads or physical_cores())
+    precision = choose_precision(options.precision)
+    dtype = dtype_of(precision.dtype)
+    log.info("torch engine: %s, %s (%s), %d threads", precision.device, precision.dtype, precision.reason,
+             torch.get_num_threads())
+    cfg = config_dir(cfg_family)
+    pipe_cls = D.StableDiffusionXLPipeline if family.startswith("sdxl") else D.StableDiffusionPipeline
+    t0 = time.perf_counter()
+
+    def progress(step: int) -> None:
+        if on_load_progress:
+            on_load_progress(step, 3, time.perf_counter() - t0)
+
+    progress(0)
+    pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
+    progress(1)
+    if files.vae is not None:
+        pipe.vae = D.AutoencoderKL.from_single_file(str(files.vae), config=str(cfg), subfolder="vae",
+                                                    local_files_only=True, torch_dtype=dtype)
+    if files.taesd is not None:
+        pipe.vae = _tiny_vae(files.taesd, dtype)
+    controlnet = None if files.control_net is None else _load_controlnet(files.control_net, cfg, dtype)
+    progress(2)
+    loaded = Loaded(pipe, family, precision.device, precision.dtype, controlnet)
+    _tune(loaded, options)
+    progress(3)
+    return loaded

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+
 from ..._errors import InvalidInputError, MissingDependencyError
+from ..._hardware import cpu_flags
+from ..requests import PRECISIONS
 
 
-def _torch():
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """Where the torch engine computes and in which dtype, and why."""
+
+    device: str
+    dtype: str
+    reason: str
+
+
+def import_torch():
+    """The ``torch`` module, or :class:`~gouache.MissingDependencyError` saying what to install."""
     try:
         import diffusers  # noqa: F401
         import torch
@@ -19,37 +34,30 @@ def _torch():
 
 def available() -> bool:
     """Whether torch and diffusers are importable (without importing them)."""
-    import importlib.util
-
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
 
 
 def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16 in the CPU flags (Linux /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """AVX512-BF16 or AMX-BF16 among the CPU's flags."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def choose_precision(requested: str) -> tuple[str, str, str]:
-    """``(device, dtype name, reason)`` for ``EngineOptions.precision``."""
-    torch = _torch()
-    cuda = torch.cuda.is_available()
+def choose_precision(requested: str) -> Precision:
+    """The device and dtype for ``EngineOptions.precision``."""
+    if requested not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {requested!r}")
+    cuda = import_torch().cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    if requested not in ("auto", "bf16", "fp16", "fp32"):
-        raise InvalidInputError(f"precision must be auto, bf16, fp16 or fp32; got {requested!r}")
     if requested != "auto":
-        return device, requested, f"precision={requested} requested"
+        return Precision(device, requested, f"precision={requested} requested")
     if cuda:
-        return device, "fp16", "CUDA device: fp16"
+        return Precision(device, "fp16", "CUDA device: fp16")
     if cpu_has_bf16():
-        return device, "bf16", "CPU has AVX512-BF16/AMX: bf16 weights"
-    return device, "fp32", "CPU without bf16 support: fp32"
+        return Precision(device, "bf16", "CPU has AVX512-BF16/AMX: bf16 weights")
+    return Precision(device, "fp32", "CPU without bf16 support: fp32")
 
 
-def _dtype(name: str):
-    torch = _torch()
+def dtype_of(name: str):
+    """The torch dtype of a precision name ("bf16", "fp16", "fp32")."""
+    torch = import_torch()
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
-import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Tuple, Union
+from typing import Any, BinaryIO, Callable, Iterable, List, Tuple, Union
 
 import numpy as np
+
+from ..._modelfiles.headers import safetensors_header
+from ..._modelfiles.writer import write_safetensors
 
 #: Bumped whenever the produced bytes of any model change; part of every cache key.
 FORGE_VERSION = 1
@@ -54,33 +55,31 @@ def spec_of(path: Union[str, os.PathLike]) -> dict:
 
 
 def _read_metadata(path: Path) -> dict:
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+    header, _ = safetensors_header(path)
     return header.get("__metadata__", {}) or {}
+
+
+def _canonical(kind: str, spec: dict) -> str:
+    """The cache key text of a model: its spec with the kind and the forge version."""
+    return json.dumps({**spec, "kind": kind, "forge_version": FORGE_VERSION}, sort_keys=True, separators=(",", ":"))
+
+
+def _spec_path(kind: str, spec: dict) -> Path:
+    """Where :func:`_forge` puts (or has put) the model of ``kind``/``spec``, without writing it."""
+    digest = hashlib.sha256(_canonical(kind, spec).encode()).hexdigest()[:12]
+    return cache_dir() / f"{kind}-{digest}.safetensors"
 
 
 def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> Path:
     """Write the model described by ``tensors()`` unless the cached file already exists."""
     if int(spec.get("seed", 0)) < 0:
         raise ValueError("seed must be >= 0")
-    full_spec = dict(spec)
-    full_spec["kind"] = kind
-    full_spec["forge_version"] = FORGE_VERSION
-    canonical = json.dumps(full_spec, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    directory = cache_dir()
-    path = directory / f"{kind}-{digest}.safetensors"
+    path = _spec_path(kind, spec)
     if path.exists():
         return path
-    metadata = {"gouache.forge": kind, "gouache.forge.spec": canonical}
-    _write_safetensors(
-        path,
-        list(tensors()),
-        dtype=full_spec.get("dtype", "f32"),
-        seed=int(full_spec.get("seed", 0)),
-        metadata=metadata,
-    )
+    metadata = {"gouache.forge": kind, "gouache.forge.spec": _canonical(kind, spec)}
+    _write_safetensors(path, list(tensors()), dtype=spec.get("dtype", "f32"), seed=int(spec.get("seed", 0)),
+                       metadata=metadata)
     return path
 
 
@@ -119,59 +118,29 @@ def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
 
 
 def _write_safetensors(path: Path, tensors: List[_Tensor], *, dtype: str, seed: int, metadata: dict) -> None:
-    """Stream tensors into a safetensors file (same format ``safetensors.numpy.save_file`` writes).
+    """Stream tensors into a safetensors file through gouache's one safetensors writer (atomic;
+    a file another process finished first is replaced by the same bytes).
 
-    Writing tensor by tensor keeps memory bounded (a full SD1 in f32 is >4 GB).
+    Tensors are materialized by a few threads, written in order: memory stays bounded (a
+    full SD1 in f32 is >4 GB).
     """
     np_dtype, st_dtype = _DTYPES[dtype]
     itemsize = np.dtype(np_dtype).itemsize
-    names = [t[0] for t in tensors]
-    if len(set(names)) != len(names):
-        raise AssertionError("duplicate tensor names in forge spec")
+    entries = [(name, st_dtype, shape, (int(np.prod(shape, dtype=np.int64)) if shape else 1) * itemsize)
+               for name, shape, _ in tensors]
 
-    header: dict = {"__metadata__": metadata}
-    offset = 0
-    for name, shape, _ in tensors:
-        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
-        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(header_bytes)))
-            f.write(header_bytes)
-            workers = max(1, min(4, os.cpu_count() or 1))
-            with ThreadPoolExecutor(workers) as pool:
-                pending: deque = deque()
-                for t in tensors:
-                    pending.append(pool.submit(_materialize, t, seed, np_dtype))
-                    if len(pending) > 2 * workers:
-                        f.write(pending.popleft().result().reshape(-1).view(np.uint8))
-                while pending:
+    def write_data(f: BinaryIO) -> None:
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque = deque()
+            for t in tensors:
+                pending.append(pool.submit(_materialize, t, seed, np_dtype))
+                if len(pending) > 2 * workers:
                     f.write(pending.popleft().result().reshape(-1).view(np.uint8))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            while pending:
+                f.write(pending.popleft().result().reshape(-1).view(np.uint8))
 
-
-def _spec_path(kind: str, spec: dict) -> Path:
-    """Where :func:`_forge` puts (or has put) the model of ``kind``/``spec``, without writing it."""
-    full_spec = dict(spec)
-    full_spec["kind"] = kind
-    full_spec["forge_version"] = FORGE_VERSION
-    canonical = json.dumps(full_spec, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    return cache_dir() / f"{kind}-{digest}.safetensors"
+    write_safetensors(path, entries, write_data, metadata, overwrite=True)
 
 
 def _check_dtype(dtype: str) -> str:
