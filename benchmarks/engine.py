@@ -40,8 +40,13 @@ def worker_gouache(a) -> dict:
     ctx = g.SDContext(g.SDContextParams(model_path=a.model, n_threads=a.threads, vae_decode_only=False))
     load = time.perf_counter() - t0
     params = g.SDImageGenParams(
-        prompt=a.prompt, width=a.size, height=a.size, seed=42,
-        sample_params=g.SDSampleParams(sample_method="euler", scheduler="discrete", sample_steps=a.steps, txt_cfg=7.0, eta=0.0),
+        prompt=a.prompt,
+        width=a.size,
+        height=a.size,
+        seed=42,
+        sample_params=g.SDSampleParams(
+            sample_method="euler", scheduler="discrete", sample_steps=a.steps, txt_cfg=7.0, eta=0.0
+        ),
     )
     times = []
     for _ in range(a.repeats):
@@ -62,8 +67,15 @@ def worker_peer(a) -> dict:
     for _ in range(a.repeats):
         t0 = time.perf_counter()
         img = sd.generate_image(
-            prompt=a.prompt, width=a.size, height=a.size, seed=42, sample_method="euler", scheduler="discrete",
-            sample_steps=a.steps, cfg_scale=7.0, eta=0.0,
+            prompt=a.prompt,
+            width=a.size,
+            height=a.size,
+            seed=42,
+            sample_method="euler",
+            scheduler="discrete",
+            sample_steps=a.steps,
+            cfg_scale=7.0,
+            eta=0.0,
         )[0]
         times.append(time.perf_counter() - t0)
     return {"load": load, "gen": times, "checksum": _digest(img), "rss": rss_peak_mb()}
@@ -91,7 +103,9 @@ def conversion_ms() -> dict:
     import gouache as g
     from gouache._sdcpp.dispatch import dispatcher
 
-    params = g.SDImageGenParams(prompt="a lighthouse", loras=[("x.safetensors", 1.0)], sample_params=g.SDSampleParams(sample_method="euler"))
+    params = g.SDImageGenParams(
+        prompt="a lighthouse", loras=[("x.safetensors", 1.0)], sample_params=g.SDSampleParams(sample_method="euler")
+    )
     lower = []
     for _ in range(200):
         t0 = time.perf_counter()
@@ -129,8 +143,24 @@ def main() -> int:
     for r in range(a.rounds):  # ABBA order: a linear drift in machine speed hits both bindings equally
         order += ["peer", "gouache"] if r % 2 == 0 else ["gouache", "peer"]
     for name in order:
-        cmd = [sys.executable, __file__, "--worker", name, "--model", a.model, "--size", str(a.size),
-               "--steps", str(a.steps), "--repeats", str(a.repeats), "--threads", str(a.threads), "--prompt", a.prompt]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--model",
+            a.model,
+            "--size",
+            str(a.size),
+            "--steps",
+            str(a.steps),
+            "--repeats",
+            str(a.repeats),
+            "--threads",
+            str(a.threads),
+            "--prompt",
+            a.prompt,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
@@ -143,7 +173,10 @@ def main() -> int:
         else:
             results[name] = r
     conv = conversion_ms()
-    print(f"model {a.model}\nsize {a.size}x{a.size}, {a.steps} steps euler/discrete, cfg 7, seed 42, {a.threads} threads, best of {a.rounds}x{a.repeats}\n")
+    print(
+        f"model {a.model}\nsize {a.size}x{a.size}, {a.steps} steps euler/discrete, cfg 7, seed 42,"
+        f" {a.threads} threads, best of {a.rounds}x{a.repeats}\n"
+    )
     print(f"{'binding':<10} {'load s':>8} {'generate s (best)':>18} {'all runs s':>36} {'peak RSS MB':>12}")
     for name in ("peer", "gouache"):
         r = results[name]
@@ -153,7 +186,10 @@ def main() -> int:
     same = results["gouache"]["checksum"] == results["peer"]["checksum"]
     print(f"\nratio gouache/peer (generate): {ratio:.3f}  (target <= 1.02)  {'OK' if ratio <= 1.02 else 'MISSED'}")
     print(f"identical output pixels: {same}")
-    print(f"1024x1024 result copy into Python: {conv['copy_ms']:.2f} ms (target < 5 ms), to PIL: {conv['to_pil_ms']:.2f} ms")
+    print(
+        f"1024x1024 result copy into Python: {conv['copy_ms']:.2f} ms (target < 5 ms),"
+        f" to PIL: {conv['to_pil_ms']:.2f} ms"
+    )
     print(f"per-call binding work (lower params to C structs + engine lock): {conv['lower_ms']:.3f} ms")
     return 0
 

@@ -131,7 +131,9 @@ def worker_flops(a) -> dict:
 
 
 def _gen_kwargs(a) -> dict:
-    return dict(width=a.size, height=a.size, steps=a.steps, cfg_scale=7.0, sampler="euler", scheduler="discrete", seed=42)
+    return dict(
+        width=a.size, height=a.size, steps=a.steps, cfg_scale=7.0, sampler="euler", scheduler="discrete", seed=42
+    )
 
 
 def worker_sdcpp(a) -> dict:
@@ -142,11 +144,21 @@ def worker_sdcpp(a) -> dict:
     load = time.perf_counter() - t0
     stamps: list[float] = []
     t0 = time.perf_counter()
-    res = model.generate(a.prompt, callback=lambda step, total, elapsed: stamps.append(time.perf_counter()), **_gen_kwargs(a))
+    res = model.generate(
+        a.prompt, callback=lambda step, total, elapsed: stamps.append(time.perf_counter()), **_gen_kwargs(a)
+    )
     gen = time.perf_counter() - t0
     model.close()
-    return {"load": load, "step": _per_step(stamps), "decode": res.timings["decode"], "generate": gen,
-            "first_step_end": stamps[0] - t0, "timings": res.timings, "rss": rss_peak_mb(), "dtype": a.row.split("-")[1]}
+    return {
+        "load": load,
+        "step": _per_step(stamps),
+        "decode": res.timings["decode"],
+        "generate": gen,
+        "first_step_end": stamps[0] - t0,
+        "timings": res.timings,
+        "rss": rss_peak_mb(),
+        "dtype": a.row.split("-")[1],
+    }
 
 
 def _decode_seconds(pipe, size: int) -> float:
@@ -169,8 +181,12 @@ def worker_diffusers(a) -> dict:
     torch.set_num_threads(a.threads)  # same thread count as every other row (torch's default here anyway)
     t0 = time.perf_counter()
     pipe = diffusers.StableDiffusionPipeline.from_single_file(
-        a.path, config=str(config_dir("sd1")), local_files_only=True,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        a.path,
+        config=str(config_dir("sd1")),
+        local_files_only=True,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -182,12 +198,26 @@ def worker_diffusers(a) -> dict:
         return kwargs
 
     t0 = time.perf_counter()
-    pipe(a.prompt, num_inference_steps=a.steps, guidance_scale=7.0, width=a.size, height=a.size,
-         generator=torch.Generator("cpu").manual_seed(42), callback_on_step_end=on_step_end)
+    pipe(
+        a.prompt,
+        num_inference_steps=a.steps,
+        guidance_scale=7.0,
+        width=a.size,
+        height=a.size,
+        generator=torch.Generator("cpu").manual_seed(42),
+        callback_on_step_end=on_step_end,
+    )
     gen = time.perf_counter() - t0
-    return {"load": load, "step": _per_step(stamps), "decode": _decode_seconds(pipe, a.size),
-            "decode_in_generate": t0 + gen - stamps[-1], "generate": gen, "first_step_end": stamps[0] - t0,
-            "rss": rss_peak_mb(), "dtype": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(pipe.unet.dtype, "?")}
+    return {
+        "load": load,
+        "step": _per_step(stamps),
+        "decode": _decode_seconds(pipe, a.size),
+        "decode_in_generate": t0 + gen - stamps[-1],
+        "generate": gen,
+        "first_step_end": stamps[0] - t0,
+        "rss": rss_peak_mb(),
+        "dtype": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(pipe.unet.dtype, "?"),
+    }
 
 
 def worker_gouache_torch(a) -> dict:
@@ -198,12 +228,21 @@ def worker_gouache_torch(a) -> dict:
     load = time.perf_counter() - t0
     stamps: list[float] = []
     t0 = time.perf_counter()
-    res = model.generate(a.prompt, callback=lambda step, total, elapsed: stamps.append(time.perf_counter()), **_gen_kwargs(a))
+    res = model.generate(
+        a.prompt, callback=lambda step, total, elapsed: stamps.append(time.perf_counter()), **_gen_kwargs(a)
+    )
     gen = time.perf_counter() - t0
     engine = model._engine  # the diffusers pipeline gouache built, for the standalone decode
-    out = {"load": load, "step": _per_step(stamps), "decode": _decode_seconds(engine.base, a.size),
-           "decode_in_generate": res.timings["decode"], "generate": gen, "first_step_end": stamps[0] - t0,
-           "rss": rss_peak_mb(), "dtype": engine.dtype_name}
+    out = {
+        "load": load,
+        "step": _per_step(stamps),
+        "decode": _decode_seconds(engine.base, a.size),
+        "decode_in_generate": res.timings["decode"],
+        "generate": gen,
+        "first_step_end": stamps[0] - t0,
+        "rss": rss_peak_mb(),
+        "dtype": engine.dtype_name,
+    }
     model.close()
     return out
 
@@ -222,8 +261,20 @@ WORKERS = {
 
 
 def _run(a, worker: str, path: str | None = None) -> tuple[dict | None, str]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--size", str(a.size), "--steps", str(a.steps),
-           "--threads", str(a.threads), "--prompt", a.prompt]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        worker,
+        "--size",
+        str(a.size),
+        "--steps",
+        str(a.steps),
+        "--threads",
+        str(a.threads),
+        "--prompt",
+        a.prompt,
+    ]
     if path:
         cmd += ["--path", path]
     try:
@@ -308,13 +359,19 @@ def main() -> int:
     loads.append(_load1())
 
     print(f"model {base}" + (f"\n      {paths['sdcpp-q8_0']}" if "sdcpp-q8_0" in paths else ""))
-    print(f"size {a.size}x{a.size}, {a.steps} steps euler/discrete, cfg 7 (2 UNet evaluations per step), seed 42, "
-          f"{a.threads} threads, 1 generation per row, each row in its own process")
+    print(
+        f"size {a.size}x{a.size}, {a.steps} steps euler/discrete, cfg 7 (2 UNet evaluations per step), seed 42, "
+        f"{a.threads} threads, 1 generation per row, each row in its own process"
+    )
     print(f"UNet FLOPs per CFG step (batch-2 forward, fp32 diffusers, FlopCounterMode): {flops / 1e9:.1f} GFLOP")
-    print(f"GEMM peak (torch.mm, {a.threads} threads): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(
+        f"GEMM peak (torch.mm, {a.threads} threads): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
+    )
     print("load average (1 min) before/after each process: " + " ".join(f"{x:.2f}" for x in loads) + "\n")
-    head = (f"{'engine':<22} {'dtype':>6} {'load s':>7} {'s/step':>8} {'VAE decode s':>13} {'peak RSS MB':>12} "
-            f"{'UNet GFLOP/s':>13} {'% fp32 peak':>12} {'% bf16 peak':>12}")
+    head = (
+        f"{'engine':<22} {'dtype':>6} {'load s':>7} {'s/step':>8} {'VAE decode s':>13} {'peak RSS MB':>12} "
+        f"{'UNet GFLOP/s':>13} {'% fp32 peak':>12} {'% bf16 peak':>12}"
+    )
     print(head)
     for row in rows:
         r = results[row]
@@ -323,8 +380,11 @@ def main() -> int:
             continue
         rate = flops / r["step"] / 1e9
         r["gflops"] = rate
-        print(f"{LABELS[row]:<22} {r['dtype']:>6} {r['load']:>7.2f} {r['step']:>8.2f} {r['decode']:>13.2f} {r['rss']:>12.0f} "
-              f"{rate:>13.1f} {100 * rate / peak['fp32']:>11.1f}% {100 * rate / peak['bf16']:>11.1f}%")
+        print(
+            f"{LABELS[row]:<22} {r['dtype']:>6} {r['load']:>7.2f} {r['step']:>8.2f} {r['decode']:>13.2f}"
+            f" {r['rss']:>12.0f} "
+            f"{rate:>13.1f} {100 * rate / peak['fp32']:>11.1f}% {100 * rate / peak['bf16']:>11.1f}%"
+        )
 
     note = "" if a.size == 512 else f"  [targets are defined at 512x512; this run is {a.size}x{a.size}]"
     print()
@@ -332,22 +392,33 @@ def main() -> int:
     d_ = results.get("diffusers-fp32")
     if g_ and d_:
         sp = d_["step"] / g_["step"]
-        print(f"gouache torch vs stock diffusers fp32, s/step: {sp:.2f}x faster  (target >= {TARGET_SPEEDUP:.0f}x)  "
-              f"{_verdict(sp >= TARGET_SPEEDUP)}{note}")
-        print(f"  VAE decode: {d_['decode'] / g_['decode']:.2f}x faster; load: {d_['load'] / g_['load']:.2f}x; "
-              f"peak RSS: {g_['rss'] / d_['rss']:.2f}x of stock")
+        print(
+            f"gouache torch vs stock diffusers fp32, s/step: {sp:.2f}x faster  (target >= {TARGET_SPEEDUP:.0f}x)  "
+            f"{_verdict(sp >= TARGET_SPEEDUP)}{note}"
+        )
+        print(
+            f"  VAE decode: {d_['decode'] / g_['decode']:.2f}x faster; load: {d_['load'] / g_['load']:.2f}x; "
+            f"peak RSS: {g_['rss'] / d_['rss']:.2f}x of stock"
+        )
     if g_:
         frac = g_["gflops"] / peak["bf16"]
-        print(f"gouache torch UNet step: {100 * frac:.1f}% of the bf16 GEMM peak  (target >= {100 * TARGET_PEAK_FRACTION:.0f}%)  "
-              f"{_verdict(frac >= TARGET_PEAK_FRACTION)}{note}")
-        print(f"gouache torch peak RSS: {g_['rss']:.0f} MB  (target <= {TARGET_RSS_MB:.0f} MB)  "
-              f"{_verdict(g_['rss'] <= TARGET_RSS_MB)}{note}")
+        print(
+            f"gouache torch UNet step: {100 * frac:.1f}% of the bf16 GEMM peak"
+            f"  (target >= {100 * TARGET_PEAK_FRACTION:.0f}%)  "
+            f"{_verdict(frac >= TARGET_PEAK_FRACTION)}{note}"
+        )
+        print(
+            f"gouache torch peak RSS: {g_['rss']:.0f} MB  (target <= {TARGET_RSS_MB:.0f} MB)  "
+            f"{_verdict(g_['rss'] <= TARGET_RSS_MB)}{note}"
+        )
         for row in ("sdcpp-f16", "sdcpp-q8_0"):
             s = results.get(row)
             if s:
-                print(f"{LABELS[row]} / gouache torch: s/step {s['step'] / g_['step']:.2f}, "
-                      f"VAE decode {s['decode'] / g_['decode']:.2f}, load {s['load'] / g_['load']:.2f}, "
-                      f"peak RSS {s['rss'] / g_['rss']:.2f}  (> 1: gouache torch faster / smaller)")
+                print(
+                    f"{LABELS[row]} / gouache torch: s/step {s['step'] / g_['step']:.2f}, "
+                    f"VAE decode {s['decode'] / g_['decode']:.2f}, load {s['load'] / g_['load']:.2f}, "
+                    f"peak RSS {s['rss'] / g_['rss']:.2f}  (> 1: gouache torch faster / smaller)"
+                )
     return 0 if all(results.get(r) for r in rows) else 1
 
 

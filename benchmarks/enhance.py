@@ -37,8 +37,14 @@ def views(n: int, size: int):
 def worker(a) -> dict:
     from gouache.enhance import EnhanceConfig, EnhanceService
 
-    cfg = EnhanceConfig.for_cpu(model=a.model, controlnet=a.controlnet, engine=a.engine, working_size=a.working_size,
-                                steps=a.steps, memory_preset="t4_speed")
+    cfg = EnhanceConfig.for_cpu(
+        model=a.model,
+        controlnet=a.controlnet,
+        engine=a.engine,
+        working_size=a.working_size,
+        steps=a.steps,
+        memory_preset="t4_speed",
+    )
     data = views(a.views, a.view_size)
     per_view = []
     t0 = time.perf_counter()
@@ -58,8 +64,12 @@ def worker(a) -> dict:
                 s.enhance(img, depth_map=depth)
             per_view.append(time.perf_counter() - t)
     total = time.perf_counter() - t0
-    return {"total": total, "per_view": per_view, "load": load,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "total": total,
+        "per_view": per_view,
+        "load": load,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> int:
@@ -95,28 +105,55 @@ def main() -> int:
     rows = []
     for engine in a.engines.split(","):
         for pattern in ("one-load", "reload-per-view"):
-            cmd = [sys.executable, __file__, "--worker", "1", "--engine", engine, "--pattern", pattern,
-                   "--views", str(a.views), "--view-size", str(a.view_size), "--working-size", str(a.working_size),
-                   "--steps", str(a.steps), "--model", a.model, "--controlnet", a.controlnet]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "1",
+                "--engine",
+                engine,
+                "--pattern",
+                pattern,
+                "--views",
+                str(a.views),
+                "--view-size",
+                str(a.view_size),
+                "--working-size",
+                str(a.working_size),
+                "--steps",
+                str(a.steps),
+                "--model",
+                a.model,
+                "--controlnet",
+                a.controlnet,
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"{engine} {pattern} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
                 continue
             rows.append((engine, pattern, json.loads(out.stdout.strip().splitlines()[-1])))
-    print(f"{a.views} views {a.view_size}x{a.view_size} -> working {a.working_size}, {a.steps} denoising step(s),"
-          f" model {a.model}\n")
+    print(
+        f"{a.views} views {a.view_size}x{a.view_size} -> working {a.working_size}, {a.steps} denoising step(s),"
+        f" model {a.model}\n"
+    )
     print(f"{'engine':<7} {'pattern':<16} {'total s':>9} {'s/view':>8} {'load s':>8} {'peak RSS MB':>12}")
     by = {}
     for engine, pattern, r in rows:
         by[(engine, pattern)] = r
-        print(f"{engine:<7} {pattern:<16} {r['total']:>9.1f} {r['total'] / a.views:>8.2f} {r['load']:>8.1f} {r['rss_mb']:>12.0f}")
+        print(
+            f"{engine:<7} {pattern:<16} {r['total']:>9.1f} {r['total'] / a.views:>8.2f} {r['load']:>8.1f}"
+            f" {r['rss_mb']:>12.0f}"
+        )
     print()
     for engine in a.engines.split(","):
         if (engine, "one-load") in by and (engine, "reload-per-view") in by:
             ratio = by[(engine, "reload-per-view")]["total"] / by[(engine, "one-load")]["total"]
             print(f"{engine}: reload-per-view / one-load = {ratio:.2f}x")
     if ("sdcpp", "one-load") in by and ("torch", "one-load") in by:
-        print(f"sdcpp / torch (one-load, s/view): {by[('sdcpp', 'one-load')]['total'] / by[('torch', 'one-load')]['total']:.2f}x")
+        print(
+            "sdcpp / torch (one-load, s/view):"
+            f" {by[('sdcpp', 'one-load')]['total'] / by[('torch', 'one-load')]['total']:.2f}x"
+        )
     return 0
 
 

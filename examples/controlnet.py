@@ -1,7 +1,7 @@
 """ControlNet with Canny edges: the generated picture follows the edges of a reference.
 
-    python examples/controlnet.py MODEL CONTROLNET REFERENCE.png "a robot" out.png
-    python examples/controlnet.py --forge - - - "a robot" out.png   # forged SD1 + ControlNet, synthetic reference
+python examples/controlnet.py MODEL CONTROLNET REFERENCE.png "a robot" out.png
+python examples/controlnet.py --forge - - - "a robot" out.png   # forged SD1 + ControlNet, synthetic reference
 """
 
 import argparse
@@ -26,7 +26,7 @@ if a.forge:
     a.model, a.controlnet = str(forge.sd1()), str(forge.controlnet_sd1())
 if a.reference == "-":
     arr = np.zeros((a.size or 512, a.size or 512, 3), np.uint8)
-    arr[arr.shape[0] // 4: -arr.shape[0] // 4, arr.shape[1] // 4: -arr.shape[1] // 4] = 255
+    arr[arr.shape[0] // 4 : -arr.shape[0] // 4, arr.shape[1] // 4 : -arr.shape[1] // 4] = 255
     reference = g.SDImage.from_numpy(arr)
 else:
     reference = g.SDImage.open(a.reference).with_channels(3)

@@ -1,7 +1,7 @@
 """Convert / quantize a model to GGUF with the engine's converter, then generate with it.
 
-    python examples/convert.py MODEL.safetensors model-q8_0.gguf [--type q8_0]
-    python examples/convert.py --forge - model-q8_0.gguf
+python examples/convert.py MODEL.safetensors model-q8_0.gguf [--type q8_0]
+python examples/convert.py --forge - model-q8_0.gguf
 """
 
 import argparse

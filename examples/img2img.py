@@ -1,7 +1,7 @@
 """Image-to-image: re-imagine a picture, keeping its composition.
 
-    python examples/img2img.py MODEL INPUT.png "an oil painting" out.png [--strength 0.6]
-    python examples/img2img.py --forge - "an oil painting" out.png   # forged model, generated input
+python examples/img2img.py MODEL INPUT.png "an oil painting" out.png [--strength 0.6]
+python examples/img2img.py --forge - "an oil painting" out.png   # forged model, generated input
 """
 
 import argparse

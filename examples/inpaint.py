@@ -1,7 +1,7 @@
 """Inpainting: repaint the white part of a mask, keep the rest.
 
-    python examples/inpaint.py MODEL INPUT.png MASK.png "a red door" out.png
-    python examples/inpaint.py --forge - - "a red door" out.png   # forged model, generated input, right-half mask
+python examples/inpaint.py MODEL INPUT.png MASK.png "a red door" out.png
+python examples/inpaint.py --forge - - "a red door" out.png   # forged model, generated input, right-half mask
 """
 
 import argparse
@@ -29,7 +29,7 @@ size = {} if a.size is None else {"width": a.size, "height": a.size}
 with g.SDModel(a.model, **extra) as model:
     image = a.image if a.image != "-" else model.generate("a house", seed=1, steps=a.steps, **size).images[0]
     if a.mask == "-":
-        w, h = (image.size if isinstance(image, Image.Image) else Image.open(image).size)
+        w, h = image.size if isinstance(image, Image.Image) else Image.open(image).size
         mask = Image.new("L", (w, h), 0)
         mask.paste(255, (w // 2, 0, w, h))
     else:

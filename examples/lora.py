@@ -1,7 +1,7 @@
 """LoRA: by path, by name from a LoRA folder, or as an A1111 <lora:name:weight> prompt tag.
 
-    python examples/lora.py MODEL LORA_DIR "a castle <lora:my_style:0.8>" out.png
-    python examples/lora.py --forge - "a castle <lora:style:0.8>" out.png
+python examples/lora.py MODEL LORA_DIR "a castle <lora:my_style:0.8>" out.png
+python examples/lora.py --forge - "a castle <lora:style:0.8>" out.png
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """Upscale with an ESRGAN model (4x for RealESRGAN x4).
 
-    python examples/upscale.py ESRGAN.pth INPUT.png out.png
-    python examples/upscale.py --forge - - out.png     # forged ESRGAN x4 on a synthetic picture
+python examples/upscale.py ESRGAN.pth INPUT.png out.png
+python examples/upscale.py --forge - - out.png     # forged ESRGAN x4 on a synthetic picture
 """
 
 import argparse

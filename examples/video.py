@@ -1,7 +1,7 @@
 """Text-to-video with a Wan model (ships as parts: diffusion model, VAE, text encoder).
 
-    python examples/video.py WAN.gguf VAE.safetensors UMT5.gguf "a wave breaking" wave.mp4 [--frames 33]
-    python examples/video.py --forge - - - "a wave" wave.gif --size 16 --frames 5 --steps 1
+python examples/video.py WAN.gguf VAE.safetensors UMT5.gguf "a wave breaking" wave.mp4 [--frames 33]
+python examples/video.py --forge - - - "a wave" wave.gif --size 16 --frames 5 --steps 1
 """
 
 import argparse
@@ -18,7 +18,9 @@ ap.add_argument("--frames", type=int, default=None)
 ap.add_argument("--size", type=int, default=None)
 ap.add_argument("--steps", type=int, default=None)
 ap.add_argument("--fps", type=int, default=16)
-ap.add_argument("--forge", action="store_true", help="forged random-weight Wan 2.1 1.3B (q4_0) + TAEHV, no text encoder")
+ap.add_argument(
+    "--forge", action="store_true", help="forged random-weight Wan 2.1 1.3B (q4_0) + TAEHV, no text encoder"
+)
 a = ap.parse_args()
 parts = {"diffusion_model": a.diffusion_model, "vae": a.vae, "t5xxl": a.text_encoder}
 if a.forge:
@@ -27,5 +29,7 @@ if a.forge:
     parts = {"diffusion_model": forge.wan21_t2v_gguf(), "taesd": forge.taehv()}
 size = {} if a.size is None else {"width": a.size, "height": a.size}
 with g.SDModel(**parts) as wan:
-    video = wan.generate_video(a.prompt, frames=a.frames, steps=a.steps, cfg_scale=1.0 if a.forge else None, seed=42, **size)
+    video = wan.generate_video(
+        a.prompt, frames=a.frames, steps=a.steps, cfg_scale=1.0 if a.forge else None, seed=42, **size
+    )
     print(video.save(a.output, fps=a.fps), len(video.frames), "frames")

@@ -81,7 +81,9 @@ def probe(header: Path, tmp_path_factory) -> dict[str, int]:
     src = work / "probe.c"
     src.write_text("\n".join(lines))
     exe = work / "probe"
-    res = subprocess.run([cc, "-std=c11", "-I", str(header.parent), str(src), "-o", str(exe)], capture_output=True, text=True)
+    res = subprocess.run(
+        [cc, "-std=c11", "-I", str(header.parent), str(src), "-o", str(exe)], capture_output=True, text=True
+    )
     assert res.returncode == 0, f"probe did not compile (a declared name is not in the header?):\n{res.stderr}"
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     return {k: int(v) for k, v in (line.rsplit(" ", 1) for line in out.splitlines())}

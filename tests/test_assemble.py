@@ -69,10 +69,14 @@ def test_forged_lightning_unet_is_diffusers_layout():
 
 
 def test_upsampler_index_depends_on_attention():
-    assert unet_name_to_ldm("up_blocks.0.upsamplers.0.conv.weight", 2, frozenset({1, 2})) == \
-        "model.diffusion_model.output_blocks.2.1.conv.weight"
-    assert unet_name_to_ldm("up_blocks.1.upsamplers.0.conv.weight", 2, frozenset({1, 2})) == \
-        "model.diffusion_model.output_blocks.5.2.conv.weight"
+    assert (
+        unet_name_to_ldm("up_blocks.0.upsamplers.0.conv.weight", 2, frozenset({1, 2}))
+        == "model.diffusion_model.output_blocks.2.1.conv.weight"
+    )
+    assert (
+        unet_name_to_ldm("up_blocks.1.upsamplers.0.conv.weight", 2, frozenset({1, 2}))
+        == "model.diffusion_model.output_blocks.5.2.conv.weight"
+    )
     assert unet_name_to_ldm("controlnet_down_blocks.0.weight") is None
 
 
@@ -87,7 +91,9 @@ def small(tmp_path):
     rng = np.random.default_rng(0)
     base = {
         "model.diffusion_model.input_blocks.0.0.weight": rng.standard_normal((4, 4, 3, 3)).astype(np.float16),
-        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": rng.standard_normal((4, 4, 3, 3)).astype(np.float16),
+        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": rng.standard_normal((4, 4, 3, 3)).astype(
+            np.float16
+        ),
         "model.diffusion_model.out.2.bias": rng.standard_normal(4).astype(np.float16),
         "first_stage_model.decoder.conv_in.weight": rng.standard_normal((2, 2)).astype(np.float32),
         "cond_stage_model.transformer.text_model.final_layer_norm.weight": np.ones(3, np.float32),
@@ -110,10 +116,13 @@ def test_assemble_replaces_exactly_the_unet(small):
     got = load_file(str(out))
     assert set(got) == set(base)
     assert np.array_equal(got["model.diffusion_model.input_blocks.0.0.weight"], unet["conv_in.weight"])
-    assert np.array_equal(got["model.diffusion_model.input_blocks.1.0.in_layers.2.weight"],
-                          unet["down_blocks.0.resnets.0.conv1.weight"])
+    assert np.array_equal(
+        got["model.diffusion_model.input_blocks.1.0.in_layers.2.weight"], unet["down_blocks.0.resnets.0.conv1.weight"]
+    )
     assert got["model.diffusion_model.out.2.bias"].dtype == np.float32  # the UNet file's dtype is kept
-    assert np.array_equal(got["first_stage_model.decoder.conv_in.weight"], base["first_stage_model.decoder.conv_in.weight"])
+    assert np.array_equal(
+        got["first_stage_model.decoder.conv_in.weight"], base["first_stage_model.decoder.conv_in.weight"]
+    )
     assert "gouache.assemble" in _header(out)[0]["__metadata__"]
     with pytest.raises(g.InvalidInputError, match="output file exists.*overwrite=True"):
         g.assemble_checkpoint(d / "base.safetensors", d / "unet.safetensors", out)
@@ -142,9 +151,24 @@ def test_cli_assemble(small, capsys):
     from gouache.cli import main
 
     d, _, _ = small
-    assert main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "assemble",
+                str(d / "base.safetensors"),
+                str(d / "unet.safetensors"),
+                "-o",
+                str(d / "c.safetensors"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["path"] == str(d / "c.safetensors")
-    assert main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors")]) == 2
+    assert (
+        main(["assemble", str(d / "base.safetensors"), str(d / "unet.safetensors"), "-o", str(d / "c.safetensors")])
+        == 2
+    )
     assert "overwrite" in capsys.readouterr().err
 
 
@@ -156,8 +180,10 @@ def test_sdxl_lightning_unet_assembled_and_loaded_by_both_engines(tmp_path):
     out = g.assemble_checkpoint(base, unet, tmp_path / "sdxl_lightning.safetensors")
     got, b, u = _digests(out), _digests(base), _digests(unet)
     mapping = _unet_names_to_ldm(list(u), "unet")
-    expected = {**{k: v for k, v in b.items() if not k.startswith("model.diffusion_model.")},
-                **{mapping[k]: v for k, v in u.items()}}
+    expected = {
+        **{k: v for k, v in b.items() if not k.startswith("model.diffusion_model.")},
+        **{mapping[k]: v for k, v in u.items()},
+    }
     assert got == expected
     assert g.inspect(out).family == g.Family.SDXL
     kw = dict(width=64, height=64, steps=1, cfg_scale=1.0, seed=5)

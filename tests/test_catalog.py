@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gouache._errors import GouacheError, InvalidInputError, MissingDependencyError
 from gouache._modelfiles import catalog as _catalog
 from gouache._modelfiles.catalog import (
     MODEL_EXTENSIONS,
@@ -25,8 +26,6 @@ from gouache._modelfiles.catalog import (
     pull,
     resolve_lora,
 )
-from gouache._errors import GouacheError, InvalidInputError
-from gouache._errors import MissingDependencyError
 
 
 def touch(path: Path, size: int = 0) -> Path:
@@ -193,20 +192,23 @@ def loras(tmp_path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("styles/Ink", "styles/Ink.safetensors"),
-    ("styles/Ink.safetensors", "styles/Ink.safetensors"),
-    ("styles\\Ink", "styles/Ink.safetensors"),
-    ("STYLES/ink", "styles/Ink.safetensors"),  # case-insensitive relative path
-    ("ink", "styles/Ink.safetensors"),  # unique base name
-    ("Ink", "styles/Ink.safetensors"),
-    ("detail", "detail.safetensors"),
-    ("detail.ckpt", "detail.safetensors"),  # the name, not the extension, selects
-    ("a/dup", "a/dup.safetensors"),
-    ("lcm.v2", "lcm.v2.safetensors"),
-    ("only_pt", "only_pt.pt"),
-    (" ink ", "styles/Ink.safetensors"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("styles/Ink", "styles/Ink.safetensors"),
+        ("styles/Ink.safetensors", "styles/Ink.safetensors"),
+        ("styles\\Ink", "styles/Ink.safetensors"),
+        ("STYLES/ink", "styles/Ink.safetensors"),  # case-insensitive relative path
+        ("ink", "styles/Ink.safetensors"),  # unique base name
+        ("Ink", "styles/Ink.safetensors"),
+        ("detail", "detail.safetensors"),
+        ("detail.ckpt", "detail.safetensors"),  # the name, not the extension, selects
+        ("a/dup", "a/dup.safetensors"),
+        ("lcm.v2", "lcm.v2.safetensors"),
+        ("only_pt", "only_pt.pt"),
+        (" ink ", "styles/Ink.safetensors"),
+    ],
+)
 def test_resolve_lora(loras, name, expected):
     assert resolve_lora(name, loras) == loras / expected
 
@@ -242,6 +244,7 @@ def test_resolve_lora_bad_dir(tmp_path):
 
 
 # -- pull -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch, tmp_path):
@@ -318,8 +321,10 @@ def test_offline_cached_file_from_hf_home(hub, tmp_path):
     got = pull("madebyollin/taesd", "diffusion_pytorch_model.safetensors")
     assert got == snapshot / "diffusion_pytorch_model.safetensors"
     # the same answer huggingface_hub's own cache lookup gives
-    assert Path(hub.try_to_load_from_cache("madebyollin/taesd", "diffusion_pytorch_model.safetensors",
-                                           cache_dir=cache)) == got
+    assert (
+        Path(hub.try_to_load_from_cache("madebyollin/taesd", "diffusion_pytorch_model.safetensors", cache_dir=cache))
+        == got
+    )
 
 
 def test_hf_hub_cache_env_wins(hub, tmp_path, monkeypatch):
@@ -341,8 +346,9 @@ def test_offline_revision_by_commit(hub, tmp_path):
 
 def test_offline_filename_none_uses_cached_listing(hub, tmp_path):
     cache = tmp_path / "c"
-    snapshot = fill_cache(cache, "o/r", {"README.md": b"", "model.safetensors": b"w",
-                                         "unet/diffusion_pytorch_model.safetensors": b"u"})
+    snapshot = fill_cache(
+        cache, "o/r", {"README.md": b"", "model.safetensors": b"w", "unet/diffusion_pytorch_model.safetensors": b"u"}
+    )
     assert pull("o/r", cache_dir=cache) == snapshot / "model.safetensors"
 
 
@@ -354,15 +360,20 @@ def test_offline_filename_none_not_cached(hub, tmp_path):
 def test_recipe_file_override(hub, tmp_path):
     repo = RECIPES["sdxl-turbo"][0]
     snapshot = fill_cache(tmp_path / "c", repo, {"sd_xl_turbo_1.0.safetensors": b"fp32"})
-    assert pull("sdxl-turbo", "sd_xl_turbo_1.0.safetensors", cache_dir=tmp_path / "c") == \
-        snapshot / "sd_xl_turbo_1.0.safetensors"
+    assert (
+        pull("sdxl-turbo", "sd_xl_turbo_1.0.safetensors", cache_dir=tmp_path / "c")
+        == snapshot / "sd_xl_turbo_1.0.safetensors"
+    )
 
 
-@pytest.mark.parametrize("repo_id, pattern", [
-    ("sd16", r"unknown recipe 'sd16' \(did you mean sd15"),
-    ("", "repo_id"),
-    (None, "repo_id"),
-])
+@pytest.mark.parametrize(
+    "repo_id, pattern",
+    [
+        ("sd16", r"unknown recipe 'sd16' \(did you mean sd15"),
+        ("", "repo_id"),
+        (None, "repo_id"),
+    ],
+)
 def test_bad_repo_ids(repo_id, pattern):
     with pytest.raises(InvalidInputError, match=pattern):
         pull(repo_id)
@@ -391,9 +402,17 @@ def online(hub, monkeypatch):
 
 def test_online_filename_none_lists_repo(hub, online, monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(hub.HfApi, "list_repo_files", lambda self, repo, **kw: [
-        ".gitattributes", "README.md", "sd_turbo.safetensors",
-        "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"])
+    monkeypatch.setattr(
+        hub.HfApi,
+        "list_repo_files",
+        lambda self, repo, **kw: [
+            ".gitattributes",
+            "README.md",
+            "sd_turbo.safetensors",
+            "unet/diffusion_pytorch_model.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ],
+    )
 
     def fake_download(repo, filename, **kw):
         calls.append((repo, filename, kw["local_files_only"]))
@@ -405,8 +424,9 @@ def test_online_filename_none_lists_repo(hub, online, monkeypatch, tmp_path):
 
 
 def test_online_several_weight_files(hub, online, monkeypatch):
-    monkeypatch.setattr(hub.HfApi, "list_repo_files",
-                        lambda self, repo, **kw: ["a.safetensors", "b.gguf", "c/d.safetensors", "x.json"])
+    monkeypatch.setattr(
+        hub.HfApi, "list_repo_files", lambda self, repo, **kw: ["a.safetensors", "b.gguf", "c/d.safetensors", "x.json"]
+    )
     with pytest.raises(InvalidInputError, match=r"several weight files.*a\.safetensors, b\.gguf"):
         pull("o/r")
 
@@ -421,14 +441,17 @@ def named_error(name: str) -> type[Exception]:
     return type(name, (Exception,), {})
 
 
-@pytest.mark.parametrize("error, pattern", [
-    (named_error("LocalEntryNotFoundError"), r"could not be reached.*HF_HUB_OFFLINE=1"),
-    (ConnectionError, r"could not be reached \(ConnectionError\)"),
-    (named_error("RepositoryNotFoundError"), r"repository o/r not found"),
-    (named_error("GatedRepoError"), r"o/r is gated.*token="),
-    (named_error("RemoteEntryNotFoundError"), r"file 'm\.safetensors' not found in o/r"),
-    (named_error("RevisionNotFoundError"), r"revision 'v9' not found in o/r"),
-])
+@pytest.mark.parametrize(
+    "error, pattern",
+    [
+        (named_error("LocalEntryNotFoundError"), r"could not be reached.*HF_HUB_OFFLINE=1"),
+        (ConnectionError, r"could not be reached \(ConnectionError\)"),
+        (named_error("RepositoryNotFoundError"), r"repository o/r not found"),
+        (named_error("GatedRepoError"), r"o/r is gated.*token="),
+        (named_error("RemoteEntryNotFoundError"), r"file 'm\.safetensors' not found in o/r"),
+        (named_error("RevisionNotFoundError"), r"revision 'v9' not found in o/r"),
+    ],
+)
 def test_online_errors_become_download_errors(hub, online, monkeypatch, error, pattern):
     def fail(*args, **kwargs):
         raise error("boom")

@@ -135,7 +135,9 @@ else:
     print(json.dumps({{"raised": False}}))
 """
     )
-    assert res.returncode == 0, f"exit code {res.returncode}\nstdout: {res.stdout[-2000:]}\nstderr: {res.stderr[-2000:]}"
+    assert res.returncode == 0, (
+        f"exit code {res.returncode}\nstdout: {res.stdout[-2000:]}\nstderr: {res.stderr[-2000:]}"
+    )
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["raised"], "no InvalidInputError was raised"
     assert "Flux" in out["message"] and "t5xxl_path" in out["message"] and "clip_l_path" in out["message"]

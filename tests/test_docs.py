@@ -9,8 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_api_reference_builds_and_covers_public_names(tmp_path):
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "build-docs"), str(tmp_path)], capture_output=True, text=True,
-                         env={"PYTHON": __import__("sys").executable, "PATH": "/usr/bin:/bin"})
+    res = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-docs"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={"PYTHON": __import__("sys").executable, "PATH": "/usr/bin:/bin"},
+    )
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "gouache.html").read_text()
     missing = [n for n in gouache.__all__ if n != "__version__" and f'id="{n}"' not in html]

@@ -4,13 +4,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_txt2img_example_writes_png_and_refuses_overwrite(tmp_path):
     out = tmp_path / "out.png"
-    cmd = [sys.executable, str(ROOT / "examples" / "txt2img.py"), "--forge", "a cube", str(out),
-           "--size", "64", "--steps", "2", "--cfg", "1"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "txt2img.py"),
+        "--forge",
+        "a cube",
+        str(out),
+        "--size",
+        "64",
+        "--steps",
+        "2",
+        "--cfg",
+        "1",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     from PIL import Image
@@ -23,8 +36,6 @@ def test_txt2img_example_writes_png_and_refuses_overwrite(tmp_path):
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary files left
 
-
-import pytest
 
 SMALL = ["--size", "64", "--steps", "2"]
 CASES = {

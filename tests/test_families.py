@@ -12,8 +12,8 @@ import pytest
 from gouache._errors import InvalidInputError
 from gouache._modelfiles.defaults import FamilyDefaults, defaults_for
 from gouache._modelfiles.families import Family, detect_family, is_few_step
-from gouache._modelfiles.inspect import ModelInfo, inspect
 from gouache._modelfiles.headers import read_tensors
+from gouache._modelfiles.inspect import ModelInfo, inspect
 from gouache._sdcpp.native import SampleMethod, Scheduler
 from gouache.testing import forge
 
@@ -138,11 +138,14 @@ CASES = {
     "sd2_inpaint": (unet_layout(in_ch=9, width=1024), Family.SD2_INPAINT, None),
     "sd2_tiny": (unet_layout("sd1_tiny", width=1024), Family.SD2_TINY, "tiny_unet"),
     "sdxs_09": (
-        {**unet_layout("sd1_tiny", width=1024),
-         DM + "output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight": (1024, 1024)},
-        Family.SD2_TINY, "sdxs_09",
+        {
+            **unet_layout("sd1_tiny", width=1024),
+            DM + "output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight": (1024, 1024),
+        },
+        Family.SD2_TINY,
+        "sdxs_09",
     ),
-    "sd1_unet_only": ({k[len(DM):]: v for k, v in unet_layout().items() if k.startswith(DM)}, Family.SD1, None),
+    "sd1_unet_only": ({k[len(DM) :]: v for k, v in unet_layout().items() if k.startswith(DM)}, Family.SD1, None),
     "sdxl": (sdxl_layout(), Family.SDXL, None),
     "sdxl_inpaint": (sdxl_layout(in_ch=9), Family.SDXL_INPAINT, None),
     "sdxl_pix2pix": (sdxl_layout(in_ch=8), Family.SDXL_PIX2PIX, None),
@@ -150,15 +153,23 @@ CASES = {
     "vega": (sdxl_layout(mid=False, out311=False), Family.SDXL_DISTILLED, "vega"),
     "sdxl_unet_only": (sdxl_layout(encoders=False), Family.SDXL, None),
     "sdxl_diffusers_unet": (
-        {"conv_in.weight": (320, 4, 3, 3), "time_embedding.linear_1.weight": (1280, 320),
-         "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
-         "mid_block.resnets.1.conv1.weight": (1280, 1280, 3, 3)},
-        Family.SDXL, None,
+        {
+            "conv_in.weight": (320, 4, 3, 3),
+            "time_embedding.linear_1.weight": (1280, 320),
+            "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
+            "mid_block.resnets.1.conv1.weight": (1280, 1280, 3, 3),
+        },
+        Family.SDXL,
+        None,
     ),
     "sdxl_refiner": (
-        {DM + "input_blocks.0.0.weight": (384, 4, 3, 3), DM + "middle_block.1.proj_in.weight": (1536, 1536),
-         "conditioner.embedders.0.model.token_embedding.weight": (49408, 1280)},
-        Family.UNKNOWN, "sdxl_refiner",
+        {
+            DM + "input_blocks.0.0.weight": (384, 4, 3, 3),
+            DM + "middle_block.1.proj_in.weight": (1536, 1536),
+            "conditioner.embedders.0.model.token_embedding.weight": (49408, 1280),
+        },
+        Family.UNKNOWN,
+        "sdxl_refiner",
     ),
     "sd3_medium": (sd3_layout(24), Family.SD3, "sd3_medium"),
     "sd3.5_medium": (sd3_layout(24, attn2=True), Family.SD3, "sd3.5_medium"),
@@ -170,20 +181,30 @@ CASES = {
     "flux_fill": (flux_layout(in_width=384), Family.FLUX_FILL, None),
     "flux_controls": (flux_layout(in_width=128), Family.FLUX, "controls"),
     "flux2_dev": (
-        {DM + "double_stream_modulation_img.lin.weight": (36864, 6144),
-         DM + "double_blocks.0.img_attn.qkv.weight": (1, 1),
-         DM + "single_blocks.47.linear1.weight": (1, 1)},
-        Family.FLUX2, "dev",
+        {
+            DM + "double_stream_modulation_img.lin.weight": (36864, 6144),
+            DM + "double_blocks.0.img_attn.qkv.weight": (1, 1),
+            DM + "single_blocks.47.linear1.weight": (1, 1),
+        },
+        Family.FLUX2,
+        "dev",
     ),
     "flux2_klein": (
-        {"double_stream_modulation_img.lin.weight": (18432, 3072), "double_blocks.0.img_attn.qkv.weight": (1, 1),
-         "single_blocks.19.linear1.weight": (1, 1)},
-        Family.FLUX2, "klein",
+        {
+            "double_stream_modulation_img.lin.weight": (18432, 3072),
+            "double_blocks.0.img_attn.qkv.weight": (1, 1),
+            "single_blocks.19.linear1.weight": (1, 1),
+        },
+        Family.FLUX2,
+        "klein",
     ),
     "wan2.1_t2v_1.3b": (wan_layout(), Family.WAN2_1, "t2v"),
     "wan2.1_i2v_14b": (wan_layout(dim=5120, in_ch=36, img_emb=True), Family.WAN2_1, "i2v"),
     "wan2.1_vace_unprefixed": (
-        {**wan_layout(prefix=""), "vace_blocks.0.after_proj.weight": (1536, 1536)}, Family.WAN2_1, "vace"),
+        {**wan_layout(prefix=""), "vace_blocks.0.after_proj.weight": (1536, 1536)},
+        Family.WAN2_1,
+        "vace",
+    ),
     "wan2.2_i2v_a14b": (wan_layout(dim=5120, in_ch=36), Family.WAN2_2, "i2v_a14b"),
     "wan2.2_ti2v_5b": (wan_layout(dim=3072, in_ch=48), Family.WAN2_2, "ti2v_5b"),
     "qwen_image": ({DM + "transformer_blocks.0.img_mod.1.weight": (18432, 3072)}, Family.UNKNOWN, "qwen_image"),
@@ -191,38 +212,91 @@ CASES = {
     "svd": ({**unet_layout(), DM + "input_blocks.8.0.time_mixer.mix_factor": (1,)}, Family.UNKNOWN, "svd"),
     # components
     "controlnet_diffusers": (
-        {"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3),
-         "down_blocks.0.resnets.0.conv1.weight": (320, 320, 3, 3)},
-        Family.CONTROLNET, None,
+        {
+            "controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3),
+            "down_blocks.0.resnets.0.conv1.weight": (320, 320, 3, 3),
+        },
+        Family.CONTROLNET,
+        None,
     ),
-    "controlnet_flux": ({"controlnet_blocks.0.weight": (3072, 3072), "double_blocks.0.img_attn.qkv.weight": (1, 1)},
-                        Family.CONTROLNET, None),
-    "lora_peft": ({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": (16, 3072),
-                   "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": (3072, 16)}, Family.LORA, None),
+    "controlnet_flux": (
+        {"controlnet_blocks.0.weight": (3072, 3072), "double_blocks.0.img_attn.qkv.weight": (1, 1)},
+        Family.CONTROLNET,
+        None,
+    ),
+    "lora_peft": (
+        {
+            "transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": (16, 3072),
+            "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": (3072, 16),
+        },
+        Family.LORA,
+        None,
+    ),
     "lora_diffusers": ({"unet.down_blocks.0.attentions.0.proj_in.lora.up.weight": (320, 4)}, Family.LORA, None),
     "lora_flux_ldm": ({DM + "double_blocks.0.img_attn.qkv.lora_up.weight": (9216, 16)}, Family.LORA, None),
-    "vae_sd": ({"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_in.weight": (512, 4, 3, 3),
-                "quant_conv.weight": (8, 8, 1, 1)}, Family.VAE, "4ch"),
-    "vae_flux": ({"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_in.weight": (512, 16, 3, 3)},
-                 Family.VAE, "16ch"),
-    "vae_wan2.1": ({"encoder.conv1.weight": (96, 3, 3, 3, 3), "decoder.conv1.weight": (384, 16, 3, 3, 3)},
-                   Family.VAE, "16ch_video"),
+    "vae_sd": (
+        {
+            "encoder.conv_in.weight": (128, 3, 3, 3),
+            "decoder.conv_in.weight": (512, 4, 3, 3),
+            "quant_conv.weight": (8, 8, 1, 1),
+        },
+        Family.VAE,
+        "4ch",
+    ),
+    "vae_flux": (
+        {"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_in.weight": (512, 16, 3, 3)},
+        Family.VAE,
+        "16ch",
+    ),
+    "vae_wan2.1": (
+        {"encoder.conv1.weight": (96, 3, 3, 3, 3), "decoder.conv1.weight": (384, 16, 3, 3, 3)},
+        Family.VAE,
+        "16ch_video",
+    ),
     "vae_ldm_prefixed": ({"first_stage_model.decoder.conv_in.weight": (512, 4, 3, 3)}, Family.VAE, "4ch"),
-    "taesd_flux": ({"decoder.layers.0.weight": (64, 16, 3, 3), "encoder.layers.0.weight": (64, 3, 3, 3)},
-                   Family.TAESD, "16ch"),
-    "esrgan_old_names": ({"model.0.weight": (64, 3, 3, 3), "model.1.sub.0.RDB1.conv1.0.weight": (32, 64, 3, 3)},
-                         Family.ESRGAN, None),
-    "clip_l": ({"text_model.embeddings.token_embedding.weight": (49408, 768),
-                "text_model.encoder.layers.0.mlp.fc1.weight": (3072, 768)}, Family.TEXT_ENCODER, "clip_l"),
+    "taesd_flux": (
+        {"decoder.layers.0.weight": (64, 16, 3, 3), "encoder.layers.0.weight": (64, 3, 3, 3)},
+        Family.TAESD,
+        "16ch",
+    ),
+    "esrgan_old_names": (
+        {"model.0.weight": (64, 3, 3, 3), "model.1.sub.0.RDB1.conv1.0.weight": (32, 64, 3, 3)},
+        Family.ESRGAN,
+        None,
+    ),
+    "clip_l": (
+        {
+            "text_model.embeddings.token_embedding.weight": (49408, 768),
+            "text_model.encoder.layers.0.mlp.fc1.weight": (3072, 768),
+        },
+        Family.TEXT_ENCODER,
+        "clip_l",
+    ),
     "clip_g": ({"text_model.embeddings.token_embedding.weight": (49408, 1280)}, Family.TEXT_ENCODER, "clip_g"),
-    "t5xxl": ({"shared.weight": (32128, 4096), "encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096)},
-              Family.TEXT_ENCODER, "t5"),
-    "t5_with_decoder": ({"shared.weight": (32128, 512), "encoder.block.0.layer.0.SelfAttention.q.weight": (512, 512),
-                         "decoder.block.0.layer.0.SelfAttention.q.weight": (512, 512)}, Family.TEXT_ENCODER, "t5"),
-    "qwen3_llm": ({"model.embed_tokens.weight": (151936, 2560), "model.layers.0.self_attn.q_proj.weight": (4096, 2560)},
-                  Family.TEXT_ENCODER, "llm"),
-    "clip_vision": ({"vision_model.embeddings.patch_embedding.weight": (1280, 3, 14, 14)},
-                    Family.UNKNOWN, "clip_vision"),
+    "t5xxl": (
+        {"shared.weight": (32128, 4096), "encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096)},
+        Family.TEXT_ENCODER,
+        "t5",
+    ),
+    "t5_with_decoder": (
+        {
+            "shared.weight": (32128, 512),
+            "encoder.block.0.layer.0.SelfAttention.q.weight": (512, 512),
+            "decoder.block.0.layer.0.SelfAttention.q.weight": (512, 512),
+        },
+        Family.TEXT_ENCODER,
+        "t5",
+    ),
+    "qwen3_llm": (
+        {"model.embed_tokens.weight": (151936, 2560), "model.layers.0.self_attn.q_proj.weight": (4096, 2560)},
+        Family.TEXT_ENCODER,
+        "llm",
+    ),
+    "clip_vision": (
+        {"vision_model.embeddings.patch_embedding.weight": (1280, 3, 14, 14)},
+        Family.UNKNOWN,
+        "clip_vision",
+    ),
     "nonsense": ({"foo.bar": (3,), "baz": (1, 2)}, Family.UNKNOWN, None),
 }
 
@@ -317,8 +391,11 @@ def test_safetensors_metadata_is_reported():
 def test_gguf_key_values(tmp_path):
     path = write_gguf(
         tmp_path / "flux1-dev-Q4_K.gguf",
-        {"img_in.weight": (12, (3072, 64)), "double_blocks.0.img_attn.qkv.weight": (12, (9216, 3072)),
-         "guidance_in.in_layer.weight": (1, (3072, 256))},
+        {
+            "img_in.weight": (12, (3072, 64)),
+            "double_blocks.0.img_attn.qkv.weight": (12, (9216, 3072)),
+            "guidance_in.in_layer.weight": (1, (3072, 256)),
+        },
         {"general.architecture": "flux", "general.quantization_version": 2, "tokenizer.ggml.tokens": ["a", "b"]},
     )
     info = inspect(path)
@@ -455,8 +532,17 @@ def test_sd2_v_prediction_gets_768(tmp_path):
 )
 def test_defaults_table(family, few, expected):
     d = defaults_for(family, few)
-    assert (d.width, d.height, d.steps, d.cfg_scale, d.sampler, d.scheduler, d.distilled_guidance,
-            d.flow_shift, d.video_frames) == expected
+    assert (
+        d.width,
+        d.height,
+        d.steps,
+        d.cfg_scale,
+        d.sampler,
+        d.scheduler,
+        d.distilled_guidance,
+        d.flow_shift,
+        d.video_frames,
+    ) == expected
 
 
 def test_variant_defaults():

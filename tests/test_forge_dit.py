@@ -98,7 +98,9 @@ def test_flux_vae_layout():
 
 def test_kl_halves_match_the_sd_vae():
     """The Flux VAE halves are the SD KL-VAE's (same block structure) minus the quant convs."""
-    sd = {k[len("first_stage_model.") :]: v for k, v in forge._layout("sd1").items() if k.startswith("first_stage_model.")}
+    sd = {
+        k[len("first_stage_model.") :]: v for k, v in forge._layout("sd1").items() if k.startswith("first_stage_model.")
+    }
     halves = {
         n: s
         for part in (
@@ -112,8 +114,11 @@ def test_kl_halves_match_the_sd_vae():
 
 def test_clip_l_layout():
     L = forge._layout("clip_l")
-    sd1_clip = {k[len("cond_stage_model.transformer.") :]: v for k, v in forge._layout("sd1").items()
-                if k.startswith("cond_stage_model.")}
+    sd1_clip = {
+        k[len("cond_stage_model.transformer.") :]: v
+        for k, v in forge._layout("sd1").items()
+        if k.startswith("cond_stage_model.")
+    }
     assert L == sd1_clip  # HF CLIPTextModel names; the engine adds text_encoders.clip_l.transformer.
     assert L["text_model.embeddings.token_embedding.weight"] == (49408, 768)
 
@@ -177,15 +182,23 @@ def test_small_dit_files_cached_by_spec(cache):
         assert re.fullmatch(rf"{kind}-[0-9a-f]{{12}}\.safetensors", p.name)
         assert forge.spec_of(p)["kind"] == kind
     assert forge.spec_of(files["flux"]) == {
-        "kind": "flux", "forge_version": forge.FORGE_VERSION, "dtype": "f16", "seed": 0,
-        "depth": 1, "depth_single": 1, "hidden": 256, "guidance": True,
+        "kind": "flux",
+        "forge_version": forge.FORGE_VERSION,
+        "dtype": "f16",
+        "seed": 0,
+        "depth": 1,
+        "depth_single": 1,
+        "hidden": 256,
+        "guidance": True,
     }
     st = files["flux"].stat()
     again = forge.flux(dtype="f16", seed=0, depth=1, depth_single=1, hidden=256, guidance=True)
     assert again == files["flux"] and again.stat().st_mtime_ns == st.st_mtime_ns
     assert forge.flux(seed=1) != files["flux"]
-    assert _spec_path("flux", {"dtype": "f16", "seed": 0, "depth": 1, "depth_single": 1, "hidden": 256,
-                                     "guidance": True}) == files["flux"]
+    assert (
+        _spec_path("flux", {"dtype": "f16", "seed": 0, "depth": 1, "depth_single": 1, "hidden": 256, "guidance": True})
+        == files["flux"]
+    )
     with safe_open(str(files["flux"]), framework="numpy") as f:
         assert f.get_slice("double_blocks.0.img_attn.qkv.weight").get_dtype() == "F16"
         scale = f.get_tensor("single_blocks.0.norm.key_norm.scale")

@@ -62,8 +62,10 @@ def test_img2img_on_decode_only_context(tiny_model, taesd_model):
         f"""
 ctx = g.SDContext(g.SDContextParams(model_path={str(tiny_model)!r}, taesd_path={str(taesd_model)!r}))
 init = np.zeros((64, 64, 3), np.uint8)
-expect(lambda: ctx.generate_image(g.SDImageGenParams(width=64, height=64, init_image=init)), 'vae_decode_only', 'init_image')
-""")
+expect(lambda: ctx.generate_image(g.SDImageGenParams(width=64, height=64, init_image=init)),
+       'vae_decode_only', 'init_image')
+"""
+    )
 
 
 @pytest.mark.parametrize("path", ["''", "None", "'/nonexistent/x4.safetensors'"])
@@ -77,11 +79,12 @@ def test_hires_model_upscaler_without_path(tiny_model, taesd_model):
 ctx = g.SDContext(g.SDContextParams(model_path={str(tiny_model)!r}, taesd_path={str(taesd_model)!r}))
 p = g.SDImageGenParams(width=64, height=64, hires=g.SDHiresParams(enabled=True, upscaler='model'))
 expect(lambda: ctx.generate_image(p), 'hires.model_path')
-""")
+"""
+    )
 
 
 def test_flux_without_text_encoder(tmp_path):
-    names = [f"model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.img_in.weight"]
+    names = ["model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.img_in.weight"]
     model = fake_model(tmp_path / "flux.safetensors", names)
     check(f"expect(lambda: g.SDContext(g.SDContextParams(diffusion_model_path={model!r})), 'Flux', 't5xxl_path')")
 
@@ -94,7 +97,8 @@ def test_wan_with_wrong_block_count(tmp_path):
 
 
 def test_missing_model_file(tmp_path):
-    check(f"expect(lambda: g.SDContext(g.SDContextParams(model_path={str(tmp_path / 'nope.safetensors')!r})), 'not found', 'nope.safetensors')")
+    missing = str(tmp_path / "nope.safetensors")
+    check(f"expect(lambda: g.SDContext(g.SDContextParams(model_path={missing!r})), 'not found', 'nope.safetensors')")
 
 
 def test_directory_as_model(tmp_path):
@@ -132,7 +136,10 @@ def test_no_model_at_all():
         ("strength=-0.1, init_image=np.zeros((64, 64, 3), np.uint8)", ("strength", "-0.1")),
         ("batch_count=0", ("batch_count", "0")),
         ("init_image=np.zeros((64, 64, 4), np.uint8)", ("init_image", "3 channels", "4")),
-        ("init_image=np.zeros((64, 64, 3), np.uint8), mask_image=np.zeros((64, 64, 3), np.uint8)", ("mask_image", "1 channel", "3")),
+        (
+            "init_image=np.zeros((64, 64, 3), np.uint8), mask_image=np.zeros((64, 64, 3), np.uint8)",
+            ("mask_image", "1 channel", "3"),
+        ),
         ("mask_image=np.zeros((64, 64), np.uint8)", ("mask_image", "init_image")),
         ("loras=[('/nonexistent/l.safetensors', 1.0)]", ("LoRA", "not found")),
         ("control_image=np.zeros((64, 64, 3), np.uint8)", ("control_image", "control_net_path")),
@@ -142,16 +149,18 @@ def test_bad_generation_params(tiny_model, taesd_model, kwargs, fragments):
     frag = ", ".join(repr(f) for f in fragments)
     check(
         f"""
-ctx = g.SDContext(g.SDContextParams(model_path={str(tiny_model)!r}, taesd_path={str(taesd_model)!r}, vae_decode_only=False))
+ctx = g.SDContext(g.SDContextParams(model_path={str(tiny_model)!r}, taesd_path={str(taesd_model)!r},
+                                    vae_decode_only=False))
 expect(lambda: ctx.generate_image(g.SDImageGenParams(**{{**dict(width=64, height=64), **dict({kwargs})}})), {frag})
-""")
+"""
+    )
 
 
 def test_library_override_names_tried_path(tmp_path):
     res = run_isolated(
         f"""
 import os
-os.environ["GOUACHE_LIBRARY"] = {str(tmp_path / 'libnothing.so')!r}
+os.environ["GOUACHE_LIBRARY"] = {str(tmp_path / "libnothing.so")!r}
 import gouache as g
 try:
     g.system_info()

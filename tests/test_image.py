@@ -52,7 +52,9 @@ def test_from_numpy_rejects_non_array():
         SDImage.from_numpy([[1, 2]])
 
 
-@pytest.mark.parametrize("mode, channels", [("L", 1), ("RGB", 3), ("RGBA", 4), ("LA", 4), ("P", 3), ("CMYK", 3), ("I;16", 1), ("1", 1)])
+@pytest.mark.parametrize(
+    "mode, channels", [("L", 1), ("RGB", 3), ("RGBA", 4), ("LA", 4), ("P", 3), ("CMYK", 3), ("I;16", 1), ("1", 1)]
+)
 def test_from_pil_modes(mode, channels):
     im = Image.new(mode, (6, 3))
     img = SDImage.from_pil(im)

@@ -63,8 +63,16 @@ def _with_user_comment(tmp_path, raw: bytes, ext: str):
 
 
 def test_format_exact_a1111_layout():
-    params = {"Steps": 20, "Sampler": "Euler a", "Schedule type": "Karras", "CFG scale": 7, "Seed": 42,
-              "Size": "512x512", "Model hash": "6ce0161689", "Model": "v1-5-pruned-emaonly"}
+    params = {
+        "Steps": 20,
+        "Sampler": "Euler a",
+        "Schedule type": "Karras",
+        "CFG scale": 7,
+        "Seed": 42,
+        "Size": "512x512",
+        "Model hash": "6ce0161689",
+        "Model": "v1-5-pruned-emaonly",
+    }
     assert format_infotext("a cat", "blurry", params) == (
         "a cat\nNegative prompt: blurry\n"
         "Steps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 42, Size: 512x512, "

@@ -101,9 +101,17 @@ def test_lora_tags_resolve_against_lora_dir(tiny_model, taesd_model, tmp_path):
 
 def test_progress_and_preview_callbacks(model):
     steps, previews = [], []
-    model.generate("a cube", seed=1, width=64, height=64, steps=3, cfg_scale=1.0,
-                   callback=lambda s, t, e: steps.append((s, t, e)),
-                   preview=lambda s, ims: previews.append(ims), preview_options=g.PreviewSpec("proj", 1))
+    model.generate(
+        "a cube",
+        seed=1,
+        width=64,
+        height=64,
+        steps=3,
+        cfg_scale=1.0,
+        callback=lambda s, t, e: steps.append((s, t, e)),
+        preview=lambda s, ims: previews.append(ims),
+        preview_options=g.PreviewSpec("proj", 1),
+    )
     assert [s for s, _, _ in steps] == [1, 2, 3] and all(t == 3 for _, t, _ in steps)
     assert all(b[2] >= a[2] for a, b in zip(steps, steps[1:]))
     assert previews and isinstance(previews[-1][0], Image.Image)

@@ -53,10 +53,34 @@ def test_flux_without_text_encoder_refused():
 def test_cli_video(tmp_path):
     out = tmp_path / "wave.gif"
     res = subprocess.run(
-        [sys.executable, "-m", "gouache", "video", "--diffusion-model", str(forge.wan21_t2v_gguf()),
-         "--taesd", str(forge.taehv()), "a wave", "-o", str(out), "-W", "16", "-H", "16", "--frames", "5",
-         "--steps", "1", "--cfg-scale", "1", "--fps", "8", "--json"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gouache",
+            "video",
+            "--diffusion-model",
+            str(forge.wan21_t2v_gguf()),
+            "--taesd",
+            str(forge.taehv()),
+            "a wave",
+            "-o",
+            str(out),
+            "-W",
+            "16",
+            "-H",
+            "16",
+            "--frames",
+            "5",
+            "--steps",
+            "1",
+            "--cfg-scale",
+            "1",
+            "--fps",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout)["outputs"][0]["frames"] == 5

@@ -14,7 +14,7 @@ from gouache._sdcpp.dispatch import lib
 
 def _fields(struct) -> dict:
     out = {}
-    for name, ctype in struct._fields_:
+    for name, _ctype in struct._fields_:
         v = getattr(struct, name)
         if isinstance(v, ctypes.Structure):
             for k, vv in _fields(v).items():
@@ -86,7 +86,9 @@ def test_lowered_struct_keeps_text_and_images_alive():
 
 
 def test_context_params_paths_and_embeddings():
-    low = g.SDContextParams(model_path="m.safetensors", embeddings={"style": "s.pt"}, wtype="q8_0", n_threads=3)._lower()
+    low = g.SDContextParams(
+        model_path="m.safetensors", embeddings={"style": "s.pt"}, wtype="q8_0", n_threads=3
+    )._lower()
     c = low.struct
     assert c.model_path == b"m.safetensors" and c.n_threads == 3 and c.wtype == int(g.SDType.Q8_0)
     assert c.embedding_count == 1 and c.embeddings[0].name == b"style" and c.embeddings[0].path == b"s.pt"
@@ -115,7 +117,16 @@ def test_enum_parse_engine_names(cls, name, member):
 
 
 def test_enum_engine_names_roundtrip():
-    for cls in (g.SampleMethod, g.Scheduler, g.SDType, g.RNGType, g.Prediction, g.PreviewMode, g.LoraApplyMode, g.HiresUpscaler):
+    for cls in (
+        g.SampleMethod,
+        g.Scheduler,
+        g.SDType,
+        g.RNGType,
+        g.Prediction,
+        g.PreviewMode,
+        g.LoraApplyMode,
+        g.HiresUpscaler,
+    ):
         for member in cls:
             assert cls.parse(member.engine_name) is member, (cls, member)
 

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 import gouache as g
-from gouache._sdcpp import checks as _checks
 from gouache._modelfiles.convert import controlnet_diffusers_to_ldm, controlnet_name_to_ldm
+from gouache._sdcpp import checks as _checks
 from gouache.testing import forge
 
 from .conftest import run_isolated
@@ -68,8 +68,9 @@ def converted_cn():
 
 
 def _params(prompt: str = "a red cube on a table", **kw) -> g.SDImageGenParams:
-    return g.SDImageGenParams(prompt=prompt, width=SIZE, height=SIZE,
-                              sample_params=g.SDSampleParams(sample_steps=1, txt_cfg=1.0), **kw)
+    return g.SDImageGenParams(
+        prompt=prompt, width=SIZE, height=SIZE, sample_params=g.SDSampleParams(sample_steps=1, txt_cfg=1.0), **kw
+    )
 
 
 # --------------------------------------------------------------------------- no engine run
@@ -114,8 +115,10 @@ def _tensor_bytes(path, name: str) -> bytes:
 
 def test_converter_refuses_what_the_engine_cannot_load(tmp_path):
     bad = tmp_path / "union.safetensors"
-    header = {"controlnet_cond_embedding.conv_in.weight": {"dtype": "F16", "shape": [16, 3, 3, 3], "data_offsets": [0, 864]},
-              "task_embedding": {"dtype": "F16", "shape": [8, 320], "data_offsets": [864, 864 + 5120]}}
+    header = {
+        "controlnet_cond_embedding.conv_in.weight": {"dtype": "F16", "shape": [16, 3, 3, 3], "data_offsets": [0, 864]},
+        "task_embedding": {"dtype": "F16", "shape": [8, 320], "data_offsets": [864, 864 + 5120]},
+    }
     raw = json.dumps(header).encode()
     bad.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(864 + 5120))
     with pytest.raises(ValueError, match="task_embedding"):
@@ -123,21 +126,26 @@ def test_converter_refuses_what_the_engine_cannot_load(tmp_path):
     assert not (tmp_path / "out.safetensors").exists()
 
 
-@pytest.mark.parametrize("diffusers, ldm", [
-    ("controlnet_cond_embedding.conv_in.weight", "input_hint_block.0.weight"),
-    ("controlnet_cond_embedding.blocks.5.bias", "input_hint_block.12.bias"),
-    ("controlnet_cond_embedding.conv_out.weight", "input_hint_block.14.weight"),
-    ("add_embedding.linear_2.bias", "label_emb.0.2.bias"),
-    ("down_blocks.3.resnets.1.conv1.weight", "input_blocks.11.0.in_layers.2.weight"),  # SD1: 4 levels
-    ("down_blocks.2.downsamplers.0.conv.weight", "input_blocks.9.0.op.weight"),
-    ("down_blocks.1.attentions.1.transformer_blocks.1.attn2.to_out.0.weight",
-     "input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight"),
-    ("controlnet_down_blocks.11.weight", "zero_convs.11.0.weight"),
-    ("mid_block.resnets.1.conv_shortcut.bias", "middle_block.2.skip_connection.bias"),
-    ("mid_block.attentions.0.proj_in.weight", "middle_block.1.proj_in.weight"),
-    ("controlnet_mid_block.bias", "middle_block_out.0.bias"),
-    ("task_embedding", None),
-])
+@pytest.mark.parametrize(
+    "diffusers, ldm",
+    [
+        ("controlnet_cond_embedding.conv_in.weight", "input_hint_block.0.weight"),
+        ("controlnet_cond_embedding.blocks.5.bias", "input_hint_block.12.bias"),
+        ("controlnet_cond_embedding.conv_out.weight", "input_hint_block.14.weight"),
+        ("add_embedding.linear_2.bias", "label_emb.0.2.bias"),
+        ("down_blocks.3.resnets.1.conv1.weight", "input_blocks.11.0.in_layers.2.weight"),  # SD1: 4 levels
+        ("down_blocks.2.downsamplers.0.conv.weight", "input_blocks.9.0.op.weight"),
+        (
+            "down_blocks.1.attentions.1.transformer_blocks.1.attn2.to_out.0.weight",
+            "input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight",
+        ),
+        ("controlnet_down_blocks.11.weight", "zero_convs.11.0.weight"),
+        ("mid_block.resnets.1.conv_shortcut.bias", "middle_block.2.skip_connection.bias"),
+        ("mid_block.attentions.0.proj_in.weight", "middle_block.1.proj_in.weight"),
+        ("controlnet_mid_block.bias", "middle_block_out.0.bias"),
+        ("task_embedding", None),
+    ],
+)
 def test_controlnet_name_to_ldm(diffusers, ldm):
     assert controlnet_name_to_ldm(diffusers) == (ldm and "control_model." + ldm)
 
@@ -145,8 +153,10 @@ def test_controlnet_name_to_ldm(diffusers, ldm):
 def test_converter_passes_ldm_through_with_conv_projections(tmp_path):
     """An ldm-layout ControlNet with Linear projections (as converted by other tools) gets 1x1 convs."""
     src = tmp_path / "ldm.safetensors"
-    header = {"input_hint_block.0.weight": {"dtype": "F32", "shape": [16, 3, 3, 3], "data_offsets": [0, 1728]},
-              "input_blocks.4.1.proj_in.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [1728, 1744]}}
+    header = {
+        "input_hint_block.0.weight": {"dtype": "F32", "shape": [16, 3, 3, 3], "data_offsets": [0, 1728]},
+        "input_blocks.4.1.proj_in.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [1728, 1744]},
+    }
     raw = json.dumps(header).encode()
     data = bytes(range(256)) * 6 + bytes(range(208))
     src.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
@@ -161,19 +171,24 @@ def test_guard_refuses_sdxl_with_controlnet(sdxl_model, converted_cn):
     """Refused before any native work (a subprocess, in case the guard ever stops refusing).
     ``converted_cn`` has the names, shapes and dtypes of ``forge.controlnet_sdxl()`` (see above)."""
     cn = converted_cn
-    proc = run_isolated(f"""
+    proc = run_isolated(
+        f"""
         import gouache as g
         try:
             g.SDContext(g.SDContextParams(model_path={str(sdxl_model)!r}, control_net_path={str(cn)!r}))
         except g.InvalidInputError as exc:
             print("REFUSED", exc)
-        """, timeout=120)
+        """,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "REFUSED ControlNet cannot be used with an SDXL model" in proc.stdout
 
 
-@pytest.mark.skipif(os.environ.get("GOUACHE_SDXL_CONTROLNET_CANARY") != "1",
-                    reason="set GOUACHE_SDXL_CONTROLNET_CANARY=1 to reproduce the engine abort (~40 s)")
+@pytest.mark.skipif(
+    os.environ.get("GOUACHE_SDXL_CONTROLNET_CANARY") != "1",
+    reason="set GOUACHE_SDXL_CONTROLNET_CANARY=1 to reproduce the engine abort (~40 s)",
+)
 def test_canary_engine_aborts_on_sdxl_controlnet(sdxl_model, converted_cn):
     proc = run_isolated(f"""
         import numpy as np

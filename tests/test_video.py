@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gouache._pipeline import video as _video
-from gouache._errors import GouacheError, InvalidInputError
+from gouache._errors import GouacheError, InvalidInputError, MissingDependencyError
 from gouache._image import SDImage
-from gouache._errors import MissingDependencyError
+from gouache._pipeline import video as _video
 from gouache._pipeline.video import load_video_frames, save_video
 
 FORMATS = (".gif", ".webp", ".mp4")
@@ -113,6 +112,7 @@ def test_webp_quality_changes_size(tmp_path):
 
 def test_mp4_stream_properties(tmp_path):
     import av  # in the test extra
+
     path = save_video(make_frames(10), tmp_path / "p.mp4", fps=16)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -141,6 +141,7 @@ def test_mp4_odd_size_is_padded_by_edge_replication(tmp_path, size):
 
 def test_mp4_through_imageio_ffmpeg(tmp_path, monkeypatch):
     import imageio_ffmpeg  # noqa: F401 - in the test extra
+
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     path = save_video(make_frames(5, width=31, height=17), tmp_path / "f.mp4", fps=8)
     back = load_video_frames(path)
@@ -189,11 +190,19 @@ def test_bad_frame_names_its_index(tmp_path):
         save_video([make_frames(1)[0], np.full((32, 48, 3), 2.0)], tmp_path / "x.gif")
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"fps": 0}, "fps"), ({"fps": -3}, "fps"), ({"fps": float("nan")}, "fps"), ({"fps": True}, "fps"),
-    ({"fps": "16"}, "fps"), ({"quality": 101}, "quality"), ({"quality": 5.5}, "quality"),
-    ({"loop": -1}, "loop"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"fps": 0}, "fps"),
+        ({"fps": -3}, "fps"),
+        ({"fps": float("nan")}, "fps"),
+        ({"fps": True}, "fps"),
+        ({"fps": "16"}, "fps"),
+        ({"quality": 101}, "quality"),
+        ({"quality": 5.5}, "quality"),
+        ({"loop": -1}, "loop"),
+    ],
+)
 def test_bad_options(tmp_path, kwargs, pattern):
     with pytest.raises(InvalidInputError, match=pattern):
         save_video(make_frames(2), tmp_path / "x.gif", **kwargs)
@@ -307,6 +316,7 @@ def test_pillow_encoder_failure_leaves_nothing(tmp_path, monkeypatch):
 
 def test_mp4_av_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
     import av  # in the test extra
+
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "av")
     real = av.VideoFrame.from_ndarray
     calls = {"n": 0}
@@ -326,6 +336,7 @@ def test_mp4_av_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
 
 def test_mp4_ffmpeg_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
     import imageio_ffmpeg  # noqa: F401 - in the test extra
+
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     real = _video._even_rgb
     calls = {"n": 0}
@@ -344,6 +355,7 @@ def test_mp4_ffmpeg_failure_mid_stream_leaves_nothing(tmp_path, monkeypatch):
 
 def test_mp4_ffmpeg_error_exit_is_reported(tmp_path, monkeypatch):
     import imageio_ffmpeg  # in the test extra
+
     monkeypatch.setattr(_video, "_mp4_backend", lambda: "imageio-ffmpeg")
     fake = tmp_path / "fake-ffmpeg"
     fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 1\n")

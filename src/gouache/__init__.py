@@ -15,10 +15,6 @@ crash on.
 
 import logging as _logging
 
-from ._sdcpp.functions import canny, convert_model, physical_cores, system_info, version
-from ._sdcpp.handles import SDContext, Upscaler
-from ._modelfiles.assemble import assemble_checkpoint
-from ._sdcpp.dispatch import Preview, PreviewOptions, Progress
 from ._engines.requests import Cache, EngineOptions, Guidance, Hires, PhotoMakerInput, PreviewSpec
 from ._errors import (
     EngineBusyError,
@@ -30,13 +26,19 @@ from ._errors import (
     MissingDependencyError,
     ModelLoadError,
 )
+from ._image import SDImage
+from ._modelfiles.assemble import assemble_checkpoint
 from ._modelfiles.families import Family
 from ._modelfiles.inspect import ModelInfo, inspect
-from ._image import SDImage
 from ._pipeline.infotext import read_parameters
 from ._pipeline.model import SDModel
 from ._pipeline.oneshot import generate_video, image_to_image, inpaint, text_to_image, upscale
 from ._pipeline.results import GenerationResult, VideoResult
+from ._pipeline.video import save_video
+from ._sdcpp.dispatch import Preview, PreviewOptions, Progress
+from ._sdcpp.functions import canny, convert_model, physical_cores, system_info, version
+from ._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
+from ._sdcpp.handles import SDContext, Upscaler
 from ._sdcpp.native import (
     CacheMode,
     HiresUpscaler,
@@ -49,7 +51,6 @@ from ._sdcpp.native import (
     Scheduler,
     SDType,
 )
-from ._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
 from ._sdcpp.params import (
     SDCacheParams,
     SDContextParams,
@@ -61,7 +62,6 @@ from ._sdcpp.params import (
     SDTilingParams,
 )
 from ._version import __version__
-from ._pipeline.video import save_video
 
 # A library never configures logging; without a handler of the application's, gouache is silent.
 _logging.getLogger("gouache").addHandler(_logging.NullHandler())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class SDImage:
     # -- constructors -------------------------------------------------------------
 
     @classmethod
-    def from_numpy(cls, array: Any) -> "SDImage":
+    def from_numpy(cls, array: Any) -> SDImage:
         """From a ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` array.
 
         ``uint8`` is taken as is; floating-point arrays must lie in ``[0, 1]`` and are
@@ -64,9 +64,7 @@ class SDImage:
                 raise InvalidInputError("float image array contains NaN or infinite values")
             lo, hi = float(array.min()), float(array.max())
             if lo < 0.0 or hi > 1.0:
-                raise InvalidInputError(
-                    f"float image array must lie in [0, 1]; got values in [{lo:g}, {hi:g}]"
-                )
+                raise InvalidInputError(f"float image array must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
             out = np.ascontiguousarray(np.rint(array.astype(np.float32) * 255.0), dtype=np.uint8)
         else:
             raise InvalidInputError(
@@ -75,7 +73,7 @@ class SDImage:
         return cls(out)
 
     @classmethod
-    def from_pil(cls, image: Any) -> "SDImage":
+    def from_pil(cls, image: Any) -> SDImage:
         """From a PIL image.  L, RGB and RGBA are kept; LA/P-with-transparency become RGBA,
         16-bit and float grayscale are scaled to 8 bits, every other mode becomes RGB."""
         from PIL import Image
@@ -105,7 +103,7 @@ class SDImage:
         return cls(np.ascontiguousarray(arr).copy())
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "SDImage":
+    def open(cls, path: str | os.PathLike[str]) -> SDImage:
         """Read an image file (anything Pillow reads)."""
         from PIL import Image
 
@@ -117,7 +115,7 @@ class SDImage:
             return cls.from_pil(im)
 
     @classmethod
-    def coerce(cls, value: "ImageLike") -> "SDImage":
+    def coerce(cls, value: ImageLike) -> SDImage:
         """An SDImage from an SDImage, numpy array, PIL image or image file path."""
         if isinstance(value, SDImage):
             return value
@@ -167,7 +165,7 @@ class SDImage:
             return Image.fromarray(arr[:, :, 0])
         return Image.fromarray(arr)
 
-    def with_channels(self, channels: int) -> "SDImage":
+    def with_channels(self, channels: int) -> SDImage:
         """This image converted to 1 (luma), 3 (RGB) or 4 (RGBA) channels."""
         if channels == self.channels:
             return self
@@ -187,7 +185,7 @@ class SDImage:
     __hash__ = None  # type: ignore[assignment]
 
 
-ImageLike = Union[SDImage, np.ndarray, str, os.PathLike, Any]
+ImageLike = SDImage | np.ndarray | str | os.PathLike | Any
 
 
 def as_pil(value: ImageLike, mode: str, what: str):

@@ -44,32 +44,34 @@ def _int(lo: int, hi: int) -> Limit:
 
 
 #: Every numeric limit of gouache, by quantity.
-LIMITS: MappingProxyType[str, Limit] = MappingProxyType({
-    "side": _int(1, MAX_SIDE),  # width, height
-    "video_side": _int(16, MAX_SIDE),  # Wan's VAE and patching need 16 pixels
-    "side_or_auto": _int(0, MAX_SIDE),  # hires target size, VAE tile size (0: automatic)
-    "tile": _int(1, MAX_SIDE),  # upscaler tiles
-    "steps": _int(1, MAX_STEPS),
-    "steps_or_auto": _int(0, MAX_STEPS),  # hires steps (0: same as the first pass)
-    "batch": _int(1, MAX_BATCH),
-    "frames": _int(1, 10000),
-    "seed": _int(-(2**63), 2**63 - 1),  # the engine's int64
-    "clip_skip": _int(-1, 12),
-    "threads": _int(1, 4096),
-    "upscale_factor": _int(1, 16),
-    "slg_layer": _int(0, 1000),
-    "cfg_scale": Limit(0.0, 100.0),
-    "image_cfg_scale": Limit(0.0, 100.0, allow_inf=True),
-    "guidance": Limit(0.0, 100.0),  # distilled guidance, SLG scale, PhotoMaker style strength
-    "fraction": Limit(0.0, 1.0),  # strengths, start/end fractions of the steps, overlaps, thresholds
-    "control_strength": Limit(0.0, 10.0),  # ControlNet and VACE strength
-    "eta": Limit(0.0, 100.0, allow_inf=True),
-    "flow_shift": Limit(0.0, 1000.0, allow_inf=True),
-    "lora_weight": Limit(-100.0, 100.0),
-    "hires_scale": Limit(0.0, 8.0),
-    "sigma": Limit(0.0, math.inf),
-    "memory_gb": Limit(0.0, math.inf),
-})
+LIMITS: MappingProxyType[str, Limit] = MappingProxyType(
+    {
+        "side": _int(1, MAX_SIDE),  # width, height
+        "video_side": _int(16, MAX_SIDE),  # Wan's VAE and patching need 16 pixels
+        "side_or_auto": _int(0, MAX_SIDE),  # hires target size, VAE tile size (0: automatic)
+        "tile": _int(1, MAX_SIDE),  # upscaler tiles
+        "steps": _int(1, MAX_STEPS),
+        "steps_or_auto": _int(0, MAX_STEPS),  # hires steps (0: same as the first pass)
+        "batch": _int(1, MAX_BATCH),
+        "frames": _int(1, 10000),
+        "seed": _int(-(2**63), 2**63 - 1),  # the engine's int64
+        "clip_skip": _int(-1, 12),
+        "threads": _int(1, 4096),
+        "upscale_factor": _int(1, 16),
+        "slg_layer": _int(0, 1000),
+        "cfg_scale": Limit(0.0, 100.0),
+        "image_cfg_scale": Limit(0.0, 100.0, allow_inf=True),
+        "guidance": Limit(0.0, 100.0),  # distilled guidance, SLG scale, PhotoMaker style strength
+        "fraction": Limit(0.0, 1.0),  # strengths, start/end fractions of the steps, overlaps, thresholds
+        "control_strength": Limit(0.0, 10.0),  # ControlNet and VACE strength
+        "eta": Limit(0.0, 100.0, allow_inf=True),
+        "flow_shift": Limit(0.0, 1000.0, allow_inf=True),
+        "lora_weight": Limit(-100.0, 100.0),
+        "hires_scale": Limit(0.0, 8.0),
+        "sigma": Limit(0.0, math.inf),
+        "memory_gb": Limit(0.0, math.inf),
+    }
+)
 
 
 def check(name: str, value: Any, limit: str) -> Any:

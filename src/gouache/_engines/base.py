@@ -51,8 +51,15 @@ class Engine(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def create(cls, files: ModelFiles, *, options: EngineOptions, threads: int | None, weight_type: str | None,
-               on_load_progress: ProgressFn | None = None) -> Engine:
+    def create(
+        cls,
+        files: ModelFiles,
+        *,
+        options: EngineOptions,
+        threads: int | None,
+        weight_type: str | None,
+        on_load_progress: ProgressFn | None = None,
+    ) -> Engine:
         """Load ``files``; ``threads`` None: the physical cores; ``weight_type`` None: the file's."""
 
     @classmethod

@@ -16,10 +16,12 @@ from .requests import EngineOptions, ModelFiles, ProgressFn
 __all__ = ["AUTO_ORDER", "ENGINES", "engine_class", "explain_all", "load_engine", "select_engine"]
 
 #: Engine name -> module whose ``ENGINE`` is the engine class.
-ENGINES: MappingProxyType[str, str] = MappingProxyType({
-    "sdcpp": "gouache._engines.sdcpp",
-    "torch": "gouache._engines.torch.engine",
-})
+ENGINES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "sdcpp": "gouache._engines.sdcpp",
+        "torch": "gouache._engines.torch.engine",
+    }
+)
 #: The order in which ``engine="auto"`` asks the engines; the first that can run the model wins.
 AUTO_ORDER: tuple[str, ...] = ("torch", "sdcpp")
 
@@ -53,8 +55,16 @@ def explain_all(family: str | None = None, files: ModelFiles | None = None) -> d
     return {name: engine_class(name).explain(family, files).reason for name in sorted(ENGINES)}
 
 
-def load_engine(name: str, files: ModelFiles, *, options: EngineOptions, threads: int | None,
-                weight_type: str | None, on_load_progress: ProgressFn | None = None) -> Engine:
+def load_engine(
+    name: str,
+    files: ModelFiles,
+    *,
+    options: EngineOptions,
+    threads: int | None,
+    weight_type: str | None,
+    on_load_progress: ProgressFn | None = None,
+) -> Engine:
     """Create engine ``name`` for ``files``."""
-    return engine_class(name).create(files, options=options, threads=threads, weight_type=weight_type,
-                                     on_load_progress=on_load_progress)
+    return engine_class(name).create(
+        files, options=options, threads=threads, weight_type=weight_type, on_load_progress=on_load_progress
+    )

@@ -101,7 +101,9 @@ class ModelFiles:
     @property
     def in_parts(self) -> bool:
         """Whether the model ships as parts (separate diffusion model or text encoders)."""
-        return self.model is None or any(p is not None for p in (self.clip_l, self.clip_g, self.t5xxl, self.photo_maker))
+        return self.model is None or any(
+            p is not None for p in (self.clip_l, self.clip_g, self.t5xxl, self.photo_maker)
+        )
 
 
 # --------------------------------------------------------------------------- option groups

@@ -106,8 +106,16 @@ def _loras(loras: tuple[LoraSpec, ...]) -> list[SDLora]:
 def _hires(h: Hires | None) -> SDHiresParams:
     if h is None:
         return SDHiresParams()
-    return SDHiresParams(enabled=True, upscaler=h.upscaler, model_path=h.model, scale=h.scale, target_width=h.width,
-                         target_height=h.height, steps=h.steps, denoising_strength=h.denoising_strength)
+    return SDHiresParams(
+        enabled=True,
+        upscaler=h.upscaler,
+        model_path=h.model,
+        scale=h.scale,
+        target_width=h.width,
+        target_height=h.height,
+        steps=h.steps,
+        denoising_strength=h.denoising_strength,
+    )
 
 
 def _cache(c: Cache | None) -> SDCacheParams:
@@ -123,8 +131,9 @@ def _cache(c: Cache | None) -> SDCacheParams:
 def _photo_maker(p: PhotoMakerInput | None) -> SDPhotoMakerParams:
     if p is None:
         return SDPhotoMakerParams()
-    return SDPhotoMakerParams(id_images=[_sd_image(i) for i in p.images], id_embed_path=p.id_embedding,
-                              style_strength=p.style_strength)
+    return SDPhotoMakerParams(
+        id_images=[_sd_image(i) for i in p.images], id_embed_path=p.id_embedding, style_strength=p.style_strength
+    )
 
 
 def image_params(r: ImageRequest, options: EngineOptions) -> SDImageGenParams:
@@ -166,7 +175,9 @@ def video_params(r: VideoRequest, options: EngineOptions) -> SDVideoGenParams:
         width=r.width,
         height=r.height,
         sample_params=sample_params(r.sampling),
-        high_noise_sample_params=SDSampleParams(sample_steps=-1) if r.high_noise is None else sample_params(r.high_noise),
+        high_noise_sample_params=SDSampleParams(sample_steps=-1)
+        if r.high_noise is None
+        else sample_params(r.high_noise),
         moe_boundary=r.moe_boundary,
         strength=r.strength,
         seed=r.seed,
@@ -176,8 +187,9 @@ def video_params(r: VideoRequest, options: EngineOptions) -> SDVideoGenParams:
     )
 
 
-def context_params(files: ModelFiles, options: EngineOptions, threads: int | None,
-                   weight_type: str | None) -> SDContextParams:
+def context_params(
+    files: ModelFiles, options: EngineOptions, threads: int | None, weight_type: str | None
+) -> SDContextParams:
     return SDContextParams(
         model_path=files.model,
         diffusion_model_path=files.diffusion_model,
@@ -235,10 +247,18 @@ class SdcppEngine(Engine):
         return names(SCHEDULERS)
 
     @classmethod
-    def create(cls, files: ModelFiles, *, options: EngineOptions, threads: int | None, weight_type: str | None,
-               on_load_progress: ProgressFn | None = None) -> SdcppEngine:
-        ctx = SDContext(context_params(files, options, threads, weight_type),
-                        progress=_load_progress_adapter(on_load_progress))
+    def create(
+        cls,
+        files: ModelFiles,
+        *,
+        options: EngineOptions,
+        threads: int | None,
+        weight_type: str | None,
+        on_load_progress: ProgressFn | None = None,
+    ) -> SdcppEngine:
+        ctx = SDContext(
+            context_params(files, options, threads, weight_type), progress=_load_progress_adapter(on_load_progress)
+        )
         return cls(ctx, options)
 
     @classmethod
@@ -254,19 +274,30 @@ class SdcppEngine(Engine):
         control = r.control
         if control is not None and (control.start, control.end) != (0.0, 1.0) and not self._warned_guidance:
             self._warned_guidance = True
-            log.warning("control_guidance %s ignored: the sdcpp engine applies ControlNet on every step"
-                        " (use engine='torch' for start/end control)", (control.start, control.end))
+            log.warning(
+                "control_guidance %s ignored: the sdcpp engine applies ControlNet on every step"
+                " (use engine='torch' for start/end control)",
+                (control.start, control.end),
+            )
         preview, preview_options = _preview_adapter(hooks)
-        images = self.ctx.generate_image(image_params(r, self.options), progress=_progress_adapter(hooks.progress),
-                                         preview=preview, preview_options=preview_options)
+        images = self.ctx.generate_image(
+            image_params(r, self.options),
+            progress=_progress_adapter(hooks.progress),
+            preview=preview,
+            preview_options=preview_options,
+        )
         return [im.to_pil() for im in images]
 
     def generate_video(self, r: VideoRequest, hooks: Hooks) -> list[Any]:
         if not self.can_generate_video:
             raise InvalidInputError("this model cannot generate video (load a Wan model for video)")
         preview, preview_options = _preview_adapter(hooks)
-        frames = self.ctx.generate_video(video_params(r, self.options), progress=_progress_adapter(hooks.progress),
-                                         preview=preview, preview_options=preview_options)
+        frames = self.ctx.generate_video(
+            video_params(r, self.options),
+            progress=_progress_adapter(hooks.progress),
+            preview=preview,
+            preview_options=preview_options,
+        )
         return [f.to_pil() for f in frames]
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ UNET_PREFIX = "model.diffusion_model."
 
 def strip_prefix(names: Tensors) -> dict[str, TensorInfo]:
     """Names with a leading ``model.diffusion_model.`` removed (diffusion-model-only files lack it)."""
-    return {k[len(UNET_PREFIX):] if k.startswith(UNET_PREFIX) else k: v for k, v in names.items()}
+    return {k[len(UNET_PREFIX) :] if k.startswith(UNET_PREFIX) else k: v for k, v in names.items()}
 
 
 def unet_names(tensors: Tensors) -> Tensors:

@@ -23,10 +23,11 @@ def _unet_names_to_ldm(names: list[str], what: str) -> dict[str, str]:
     optionally under ``model.diffusion_model.``)."""
     if any(".input_blocks." in f".{n}" for n in names):
         return {n: n if n.startswith(_UNET_PREFIX) else _UNET_PREFIX + n for n in names}
-    bare = {n: n[len("unet."):] if n.startswith("unet.") else n for n in names}
+    bare = {n: n[len("unet.") :] if n.startswith("unet.") else n for n in names}
     if not any(b.startswith("down_blocks.") for b in bare.values()):
-        raise InvalidInputError(f"{what} is not a UNet: it has neither diffusers (down_blocks.*) nor ldm"
-                                " (input_blocks.*) UNet tensors")
+        raise InvalidInputError(
+            f"{what} is not a UNet: it has neither diffusers (down_blocks.*) nor ldm (input_blocks.*) UNet tensors"
+        )
     resnets = {int(m.group(1)) for b in bare.values() if (m := re.match(r"down_blocks\.0\.resnets\.(\d+)\.", b))}
     attn_up = frozenset(int(m.group(1)) for b in bare.values() if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", b)))
     out: dict[str, str] = {}
@@ -84,8 +85,9 @@ def assemble_checkpoint(base: _PathLike, unet: _PathLike, dst: _PathLike, *, ove
             if names:
                 more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
                 parts.append(f"{label}: {', '.join(names[:3])}{more}")
-        raise InvalidInputError(f"unet {str(u)!r} does not fit base {str(b)!r} (a UNet of another architecture?): "
-                                + "; ".join(parts))
+        raise InvalidInputError(
+            f"unet {str(u)!r} does not fit base {str(b)!r} (a UNet of another architecture?): " + "; ".join(parts)
+        )
     entries = []
     for name, info in sorted(b_header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         entries.append((name, new[name], u, u_start) if name in new else (name, info, b, b_start))

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import GouacheError, InvalidInputError
-from .._errors import MissingDependencyError
+from .._errors import GouacheError, InvalidInputError, MissingDependencyError
 
 __all__ = [
     "MODEL_EXTENSIONS",
@@ -31,8 +30,16 @@ MODEL_EXTENSIONS: tuple[str, ...] = (".safetensors", ".gguf", ".ckpt", ".pt", ".
 
 #: Kinds a :class:`ModelEntry` can have.
 MODEL_KINDS: tuple[str, ...] = (
-    "checkpoint", "diffusion_model", "vae", "taesd", "lora", "controlnet",
-    "upscaler", "text_encoder", "embedding", "photomaker",
+    "checkpoint",
+    "diffusion_model",
+    "vae",
+    "taesd",
+    "lora",
+    "controlnet",
+    "upscaler",
+    "text_encoder",
+    "embedding",
+    "photomaker",
 )
 
 # Folder (relative to the ``models`` directory) -> kind.  ComfyUI first, then AUTOMATIC1111.
@@ -71,8 +78,10 @@ RECIPES: dict[str, tuple[str, str]] = {
     "taesd": ("madebyollin/taesd", "diffusion_pytorch_model.safetensors"),
     "taesdxl": ("madebyollin/taesdxl", "diffusion_pytorch_model.safetensors"),
     "lcm-lora-sd15": ("latent-consistency/lcm-lora-sdv1-5", "pytorch_lora_weights.safetensors"),
-    "controlnet-canny-sd15": ("comfyanonymous/ControlNet-v1-1_fp16_safetensors",
-                              "control_v11p_sd15_canny_fp16.safetensors"),
+    "controlnet-canny-sd15": (
+        "comfyanonymous/ControlNet-v1-1_fp16_safetensors",
+        "control_v11p_sd15_canny_fp16.safetensors",
+    ),
     "realesrgan-x4": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
     # gouache.enhance: few-step SDXL (full checkpoint, or base SDXL + LoRA) and a depth ControlNet
     "sdxl-lightning-4step": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step.safetensors"),
@@ -80,8 +89,10 @@ RECIPES: dict[str, tuple[str, str]] = {
     # UNet only (diffusers layout): gouache.assemble_checkpoint(sdxl base, this, out) makes one file
     "sdxl-lightning-4step-unet": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_unet.safetensors"),
     "controlnet-depth-sdxl": ("diffusers/controlnet-depth-sdxl-1.0", "diffusion_pytorch_model.fp16.safetensors"),
-    "controlnet-depth-sd15": ("comfyanonymous/ControlNet-v1-1_fp16_safetensors",
-                              "control_v11f1p_sd15_depth_fp16.safetensors"),
+    "controlnet-depth-sd15": (
+        "comfyanonymous/ControlNet-v1-1_fp16_safetensors",
+        "control_v11f1p_sd15_depth_fp16.safetensors",
+    ),
 }
 
 
@@ -149,7 +160,8 @@ def _kind_folders(root: Path) -> list[tuple[Path, str]]:
         expected = ", ".join(sorted(_MODEL_FOLDERS, key=str.lower))
         raise InvalidInputError(
             f"{str(root)!r} is neither a ComfyUI/AUTOMATIC1111 folder nor its models/ folder: "
-            f"found none of the model folders ({expected}) in it or in its models/ subfolder")
+            f"found none of the model folders ({expected}) in it or in its models/ subfolder"
+        )
     found = _present(base, _MODEL_FOLDERS)
     if outer is not None:
         found += _present(outer, _ROOT_FOLDERS)
@@ -232,7 +244,8 @@ def resolve_lora(name: str, lora_dir: str | os.PathLike[str]) -> Path:
     if matches:
         raise InvalidInputError(
             f"LoRA name {name!r} is ambiguous in {str(folder)!r}: it matches "
-            f"{', '.join(sorted(matches))}; use the relative path")
+            f"{', '.join(sorted(matches))}; use the relative path"
+        )
     raise InvalidInputError(_missing_lora_message(name, key, folder, list(by_name)))
 
 
@@ -243,8 +256,7 @@ def _check_lora_name(name: Any) -> str:
     key = name.strip().replace("\\", "/")
     parts = key.split("/")
     if key.startswith("/") or ".." in parts or (len(parts[0]) == 2 and parts[0][1] == ":"):
-        raise InvalidInputError(
-            f"LoRA name {name!r} must be a path relative to the LoRA directory, without '..'")
+        raise InvalidInputError(f"LoRA name {name!r} must be a path relative to the LoRA directory, without '..'")
     return _strip_extension(key)
 
 
@@ -275,8 +287,7 @@ def _missing_lora_message(name: str, key: str, folder: Path, names: list[str]) -
     hint = f"; closest: {', '.join(dict.fromkeys(lowered[c] for c in close))}" if close else ""
     if not names:
         hint = "; the directory holds no LoRA files"
-    return (f"no LoRA named {name!r} in {str(folder)!r} "
-            f"(looked for {', '.join(MODEL_EXTENSIONS)} files){hint}")
+    return f"no LoRA named {name!r} in {str(folder)!r} (looked for {', '.join(MODEL_EXTENSIONS)} files){hint}"
 
 
 # -- pull -------------------------------------------------------------------------------------
@@ -311,8 +322,9 @@ def pull(
     if fname is None:
         fname = _pick_weight_file(repo, _list_repo_files(hub, repo, revision, cache, token, offline))
     try:
-        local = hub.hf_hub_download(repo, fname, revision=revision, cache_dir=str(cache),
-                                    token=token, local_files_only=offline)
+        local = hub.hf_hub_download(
+            repo, fname, revision=revision, cache_dir=str(cache), token=token, local_files_only=offline
+        )
     except Exception as exc:
         raise _download_error(exc, repo, fname, revision, cache, offline) from exc
     log.debug("pulled %s/%s -> %s", repo, fname, local)
@@ -332,7 +344,8 @@ def _resolve_target(repo_id: Any, filename: Any) -> tuple[str, str | None]:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InvalidInputError(
             f"unknown recipe {repo_id!r}{hint}; recipes: {', '.join(sorted(RECIPES))}; "
-            "or pass a Hugging Face repo id 'owner/name'")
+            "or pass a Hugging Face repo id 'owner/name'"
+        )
     return repo_id, filename
 
 
@@ -342,7 +355,8 @@ def _import_hub() -> Any:
     except ImportError:
         raise MissingDependencyError(
             'downloading models needs huggingface_hub; install it with: pip install "gouache[hub]"',
-            name="huggingface_hub") from None
+            name="huggingface_hub",
+        ) from None
     return huggingface_hub
 
 
@@ -367,15 +381,17 @@ def _cache_dir(hub: Any, cache_dir: str | os.PathLike[str] | None) -> Path:
     return Path(hub.constants.HF_HUB_CACHE)
 
 
-def _list_repo_files(hub: Any, repo: str, revision: str | None, cache: Path,
-                     token: str | bool | None, offline: bool) -> list[str]:
+def _list_repo_files(
+    hub: Any, repo: str, revision: str | None, cache: Path, token: str | bool | None, offline: bool
+) -> list[str]:
     if offline:
         files = _cached_repo_files(cache, repo, revision)
         if files is None:
             raise DownloadError(
                 f"cannot list the files of {repo}: this machine is offline (HF_HUB_OFFLINE=1) and the "
                 f"repo is not in the Hugging Face cache {str(cache)!r}; pass filename=, or download it "
-                "where there is network and copy that cache folder here")
+                "where there is network and copy that cache folder here"
+            )
         return files
     try:
         return list(hub.HfApi().list_repo_files(repo, revision=revision, token=token))
@@ -402,19 +418,23 @@ def _pick_weight_file(repo: str, files: list[str]) -> str:
             return group[0]
     if not weights:
         raise InvalidInputError(
-            f"repo {repo} has no weight file ({', '.join(MODEL_EXTENSIONS)}); files: {', '.join(files) or 'none'}")
+            f"repo {repo} has no weight file ({', '.join(MODEL_EXTENSIONS)}); files: {', '.join(files) or 'none'}"
+        )
     shown = ", ".join((top or weights)[:20]) + (" ..." if len(top or weights) > 20 else "")
     raise InvalidInputError(f"repo {repo} has several weight files; pass filename= one of: {shown}")
 
 
-def _download_error(exc: BaseException, repo: str, fname: str | None, revision: str | None,
-                    cache: Path, offline: bool) -> GouacheError:
+def _download_error(
+    exc: BaseException, repo: str, fname: str | None, revision: str | None, cache: Path, offline: bool
+) -> GouacheError:
     """A one-line :class:`DownloadError` (or InvalidInputError for a malformed repo id) for ``exc``."""
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     what = f"{fname} from {repo}" if fname else repo
-    fix = (f"download it where there is network (gouache.pull, or `hf download {repo}"
-           f"{' ' + fname if fname else ''}`) and copy the cache folder {str(cache)!r} here, "
-           "or copy the file itself and pass its path")
+    fix = (
+        f"download it where there is network (gouache.pull, or `hf download {repo}"
+        f"{' ' + fname if fname else ''}`) and copy the cache folder {str(cache)!r} here, "
+        "or copy the file itself and pass its path"
+    )
     if "HFValidationError" in kinds:
         return InvalidInputError(f"invalid Hugging Face repo id or revision for {what}: {exc}")
     if "GatedRepoError" in kinds:
@@ -429,7 +449,9 @@ def _download_error(exc: BaseException, repo: str, fname: str | None, revision: 
     if offline or "OfflineModeIsEnabled" in kinds:
         return DownloadError(
             f"cannot get {what}: this machine is offline (HF_HUB_OFFLINE=1) and it is not in the "
-            f"Hugging Face cache {str(cache)!r}; {fix}")
+            f"Hugging Face cache {str(cache)!r}; {fix}"
+        )
     return DownloadError(
         f"cannot get {what}: the Hugging Face Hub could not be reached ({type(exc).__name__}) and it is "
-        f"not in the cache {str(cache)!r}; check the network, or {fix} and set HF_HUB_OFFLINE=1")
+        f"not in the cache {str(cache)!r}; check the network, or {fix} and set HF_HUB_OFFLINE=1"
+    )

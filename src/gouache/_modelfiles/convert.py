@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Union
 
 from .headers import safetensors_header
 from .writer import copy_tensors
@@ -49,18 +49,23 @@ _FIXED = {
     "controlnet_mid_block": "middle_block_out.0",
 }
 #: Transformer blocks per SpatialTransformer of the SDXL ControlNet the engine builds (control.hpp).
-_SDXL_DEPTHS = {"input_blocks.4.1": 2, "input_blocks.5.1": 2, "input_blocks.7.1": 10, "input_blocks.8.1": 10,
-                "middle_block.1": 10}
+_SDXL_DEPTHS = {
+    "input_blocks.4.1": 2,
+    "input_blocks.5.1": 2,
+    "input_blocks.7.1": 10,
+    "input_blocks.8.1": 10,
+    "middle_block.1": 10,
+}
 
 _PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _split_param(name: str) -> Tuple[str, str]:
+def _split_param(name: str) -> tuple[str, str]:
     module, _, param = name.rpartition(".")
     return module, param
 
 
-def controlnet_name_to_ldm(name: str, layers_per_block: int = 2) -> Optional[str]:
+def controlnet_name_to_ldm(name: str, layers_per_block: int = 2) -> str | None:
     """The ``control_model.*`` name of one diffusers ControlNet tensor name, or ``None`` if it has
     no counterpart in the engine's ControlNet (e.g. ControlNet-Union's extra modules)."""
     module, param = _split_param(name)
@@ -97,7 +102,7 @@ _UNET_PREFIX = "model.diffusion_model."
 _UNET_OUT = {"conv_norm_out": "out.0", "conv_out": "out.2"}
 
 
-def unet_name_to_ldm(name: str, layers_per_block: int = 2, attention_up_blocks: frozenset = frozenset()) -> Optional[str]:
+def unet_name_to_ldm(name: str, layers_per_block: int = 2, attention_up_blocks: frozenset = frozenset()) -> str | None:
     """The ldm name (``model.diffusion_model.*``) of one diffusers ``UNet2DConditionModel``
     tensor name, or ``None`` if the ldm UNet has no such tensor.
 
@@ -109,35 +114,40 @@ def unet_name_to_ldm(name: str, layers_per_block: int = 2, attention_up_blocks: 
     stride = layers_per_block + 1
     m = re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)", module)
     if m and m.group(3) in _RESNET:
-        return f"{_UNET_PREFIX}output_blocks.{stride * int(m.group(1)) + int(m.group(2))}.0.{_RESNET[m.group(3)]}.{param}"
+        return (
+            f"{_UNET_PREFIX}output_blocks.{stride * int(m.group(1)) + int(m.group(2))}.0.{_RESNET[m.group(3)]}.{param}"
+        )
     m = re.fullmatch(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", module)
     if m:
         return f"{_UNET_PREFIX}output_blocks.{stride * int(m.group(1)) + int(m.group(2))}.1.{m.group(3)}.{param}"
     m = re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv", module)
     if m:
         i = int(m.group(1))
-        return f"{_UNET_PREFIX}output_blocks.{stride * i + layers_per_block}.{2 if i in attention_up_blocks else 1}.conv.{param}"
+        sub = 2 if i in attention_up_blocks else 1
+        return f"{_UNET_PREFIX}output_blocks.{stride * i + layers_per_block}.{sub}.conv.{param}"
     if module.startswith(("controlnet_", "input_hint")):
         return None
     cn = controlnet_name_to_ldm(name, layers_per_block)
-    return None if cn is None else _UNET_PREFIX + cn[len(_PREFIX):]
+    return None if cn is None else _UNET_PREFIX + cn[len(_PREFIX) :]
 
 
-def _layout_of(names: List[str]) -> str:
+def _layout_of(names: list[str]) -> str:
     if any(n.startswith(_PREFIX) or n.startswith(("input_hint_block.", "zero_convs.")) for n in names):
         return "ldm"
     if any(n.startswith(("controlnet_cond_embedding.", "controlnet_down_blocks.")) for n in names):
         return "diffusers"
-    raise ValueError("not a ControlNet: found neither diffusers (controlnet_cond_embedding.*) nor"
-                     " ldm (control_model.* / input_hint_block.*) ControlNet tensors")
+    raise ValueError(
+        "not a ControlNet: found neither diffusers (controlnet_cond_embedding.*) nor"
+        " ldm (control_model.* / input_hint_block.*) ControlNet tensors"
+    )
 
 
-def _check_sdxl_depth(tensors: Dict[str, dict]) -> None:
+def _check_sdxl_depth(tensors: dict[str, dict]) -> None:
     """An SDXL ControlNet must have the full SDXL encoder: the engine builds exactly that."""
     to_k = [v["shape"] for k, v in tensors.items() if k.endswith("attn2.to_k.weight")]
     if not to_k or to_k[0][-1] != 2048:
         return
-    found: Dict[str, int] = {}
+    found: dict[str, int] = {}
     for k in tensors:
         m = re.match(r"control_model\.((?:input_blocks\.\d+|middle_block)\.1)\.transformer_blocks\.(\d+)\.", k)
         if m:
@@ -146,7 +156,7 @@ def _check_sdxl_depth(tensors: Dict[str, dict]) -> None:
         raise ValueError(
             "unsupported SDXL ControlNet architecture: transformer blocks per attention layer"
             f" {dict(sorted(found.items()))}; the engine builds only the full SDXL ControlNet"
-            f" {dict(sorted(_SDXL_DEPTHS.items()))} (\"small\"/\"mid\" distilled SDXL ControlNets cannot be loaded)"
+            f' {dict(sorted(_SDXL_DEPTHS.items()))} ("small"/"mid" distilled SDXL ControlNets cannot be loaded)'
         )
 
 
@@ -186,7 +196,7 @@ def controlnet_diffusers_to_ldm(src_path: _PathLike, dst_path: _PathLike) -> Pat
         more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
         raise ValueError(f"tensors with no place in the engine's ControlNet: {', '.join(unknown[:8])}{more}")
 
-    out: Dict[str, dict] = {}
+    out: dict[str, dict] = {}
     for old, new in renamed.items():
         info = dict(header[old])
         shape = list(info["shape"])

@@ -37,6 +37,7 @@ __all__ = [
     "is_few_step",
 ]
 
+
 class Family(str, Enum):
     """What a model file is: a diffusion model family, a component, or ``unknown``."""
 
@@ -71,15 +72,37 @@ class Family(str, Enum):
 
 #: Families that generate images or video (the rest are components).
 GENERATORS = frozenset(
-    f for f in Family
-    if f not in (Family.CONTROLNET, Family.LORA, Family.VAE, Family.TAESD, Family.ESRGAN,
-                 Family.TEXT_ENCODER, Family.UNKNOWN)
+    f
+    for f in Family
+    if f
+    not in (
+        Family.CONTROLNET,
+        Family.LORA,
+        Family.VAE,
+        Family.TAESD,
+        Family.ESRGAN,
+        Family.TEXT_ENCODER,
+        Family.UNKNOWN,
+    )
 )
 
 # --------------------------------------------------------------------------- component files
 
-_LORA_MARKERS = (".lora_up.", ".lora_down.", ".lora_A.", ".lora_B.", ".lora.up.", ".lora.down.",
-                 ".lora_mid.", ".hada_w1_a", ".lokr_w1", "lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+_LORA_MARKERS = (
+    ".lora_up.",
+    ".lora_down.",
+    ".lora_A.",
+    ".lora_B.",
+    ".lora.up.",
+    ".lora.down.",
+    ".lora_mid.",
+    ".hada_w1_a",
+    ".lokr_w1",
+    "lora_unet_",
+    "lora_te_",
+    "lora_te1_",
+    "lora_te2_",
+)
 
 
 def _is_lora(t: Tensors) -> bool:
@@ -136,9 +159,23 @@ def _vae_variant(t: Tensors) -> str | None:
 
 
 _TEXT_ENCODER_PREFIXES = (
-    "text_model.", "te.", "te1.", "te2.", "cond_stage_model.", "conditioner.embedders.", "text_encoders.",
-    "encoder.block.", "enc.blk.", "shared.weight", "transformer.resblocks.", "token_embedding.",
-    "model.embed_tokens.", "model.layers.", "token_embd.", "blk.", "language_model.",
+    "text_model.",
+    "te.",
+    "te1.",
+    "te2.",
+    "cond_stage_model.",
+    "conditioner.embedders.",
+    "text_encoders.",
+    "encoder.block.",
+    "enc.blk.",
+    "shared.weight",
+    "transformer.resblocks.",
+    "token_embedding.",
+    "model.embed_tokens.",
+    "model.layers.",
+    "token_embd.",
+    "blk.",
+    "language_model.",
 )
 
 
@@ -189,7 +226,8 @@ def _unet_family(t: Tensors, n: Tensors) -> tuple[Family, str | None] | None:
             return Family.SDXL_PIX2PIX, None
         if not has_mid1:
             has_311 = any_prefix(n, "output_blocks.3.1.transformer_blocks.1") or any_prefix(
-                t, "unet.up_blocks.1.attentions.0.transformer_blocks.1")
+                t, "unet.up_blocks.1.attentions.0.transformer_blocks.1"
+            )
             return Family.SDXL_DISTILLED, "ssd1b" if has_311 else "vega"
         return Family.SDXL, None
     width = width or context
@@ -215,8 +253,9 @@ def _unet_family(t: Tensors, n: Tensors) -> tuple[Family, str | None] | None:
 
 
 def _sd3_variant(n: Tensors) -> str:
-    depth = 1 + max((int(k.split(".")[1]) for k in n if k.startswith("joint_blocks.") and k.split(".")[1].isdigit()),
-                    default=-1)
+    depth = 1 + max(
+        (int(k.split(".")[1]) for k in n if k.startswith("joint_blocks.") and k.split(".")[1].isdigit()), default=-1
+    )
     if depth >= 38:
         return "sd3.5_large"
     if any_substr(n, "x_block.attn2."):
@@ -372,8 +411,9 @@ _FEW_STEP_KEYS = ("modelspec.title", "modelspec.architecture", "ss_output_name",
 _FEW_STEP_VARIANTS = frozenset({"sdxs_512_ds", "sdxs_09", "schnell"})
 
 
-def is_few_step(path: str | os.PathLike[str] | None, tensors: Tensors | None,
-                metadata: Mapping[str, str] | None = None) -> bool:
+def is_few_step(
+    path: str | os.PathLike[str] | None, tensors: Tensors | None, metadata: Mapping[str, str] | None = None
+) -> bool:
     """Whether a model is distilled for few steps at CFG 1 (Turbo, Lightning, LCM, Hyper-SD,
     SDXS, Flux schnell, Flux.2 klein, ...).
 

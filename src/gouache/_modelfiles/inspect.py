@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from .defaults import FamilyDefaults, defaults_for
 from .architecture import Tensors
+from .defaults import FamilyDefaults, defaults_for
 from .families import GENERATORS, Family, detect_family, is_few_step
 from .headers import check_file, read_header
 

@@ -36,8 +36,14 @@ def encode_header(tensors: Iterable[TensorEntry], metadata: dict[str, str]) -> b
     return struct.pack("<Q", len(raw)) + raw
 
 
-def write_safetensors(dst: str | os.PathLike[str], tensors: Sequence[TensorEntry], write_data: Callable[[BinaryIO], None],
-                      metadata: dict[str, str], *, overwrite: bool) -> Path:
+def write_safetensors(
+    dst: str | os.PathLike[str],
+    tensors: Sequence[TensorEntry],
+    write_data: Callable[[BinaryIO], None],
+    metadata: dict[str, str],
+    *,
+    overwrite: bool,
+) -> Path:
     """Write ``dst`` atomically: the header of ``tensors``, then ``write_data(file)`` writes their
     bytes in the same order.  Returns ``dst``."""
     header = encode_header(tensors, metadata)
@@ -55,8 +61,10 @@ def write_safetensors(dst: str | os.PathLike[str], tensors: Sequence[TensorEntry
 def copy_tensors(dst: Path, entries: Sequence[CopiedTensor], metadata: dict[str, str], *, overwrite: bool) -> Path:
     """Write ``dst`` from tensors of other safetensors files: each tensor's bytes are copied
     from its source in chunks (memory stays small), in entry order; dtypes and bytes unchanged."""
-    sizes = [(name, info["dtype"], info["shape"], info["data_offsets"][1] - info["data_offsets"][0])
-             for name, info, _src, _start in entries]
+    sizes = [
+        (name, info["dtype"], info["shape"], info["data_offsets"][1] - info["data_offsets"][0])
+        for name, info, _src, _start in entries
+    ]
 
     def write_data(f: BinaryIO) -> None:
         with contextlib.ExitStack() as stack:

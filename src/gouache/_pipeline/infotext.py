@@ -351,8 +351,7 @@ def read_parameters(path: str | os.PathLike[str]) -> dict:
         ) from None
     if text is None:
         raise InvalidInputError(
-            f"image file {str(p)!r} holds no generation parameters (no PNG 'parameters' text,"
-            " no EXIF UserComment)"
+            f"image file {str(p)!r} holds no generation parameters (no PNG 'parameters' text, no EXIF UserComment)"
         )
     return parse_infotext(text)
 
@@ -369,14 +368,17 @@ def generation_infotext(p: dict, seed: int) -> str:
     fields: dict[str, object] = {"Steps": p["steps"], "Sampler": A1111_SAMPLER_NAMES.get(p["sampler"], p["sampler"])}
     if p["scheduler"] != "default":
         fields["Schedule type"] = A1111_SCHEDULE_NAMES.get(p["scheduler"], p["scheduler"])
-    fields.update({"CFG scale": _num(p["cfg_scale"]), "Seed": seed, "Size": f"{p['width']}x{p['height']}",
-                   "Model": p["model"]})
+    fields.update(
+        {"CFG scale": _num(p["cfg_scale"]), "Seed": seed, "Size": f"{p['width']}x{p['height']}", "Model": p["model"]}
+    )
     if "strength" in p:
         fields["Denoising strength"] = _num(p["strength"])
     if p["clip_skip"] not in (-1, 0, 1):
         fields["Clip skip"] = p["clip_skip"]
     if p["loras"]:
-        fields["Lora weights"] = ", ".join(f"{os.path.splitext(os.path.basename(x))[0]}: {_num(w)}" for x, w in p["loras"])
+        fields["Lora weights"] = ", ".join(
+            f"{os.path.splitext(os.path.basename(x))[0]}: {_num(w)}" for x, w in p["loras"]
+        )
     fields["Engine"] = p["engine"]
     fields["Version"] = f"gouache {__version__}"
     return format_infotext(p["prompt"], p["negative_prompt"], fields)
@@ -385,8 +387,9 @@ def generation_infotext(p: dict, seed: int) -> str:
 _IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def save_image(image: Image.Image, path: str | os.PathLike[str], *, infotext: str | None = None,
-               overwrite: bool = False):
+def save_image(
+    image: Image.Image, path: str | os.PathLike[str], *, infotext: str | None = None, overwrite: bool = False
+):
     """Save a PIL image atomically; PNG files get the A1111 ``parameters`` text chunk."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     fmt = _IMAGE_FORMATS.get(suffix)

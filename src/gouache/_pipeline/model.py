@@ -155,11 +155,18 @@ class SDModel:
         self.engine_name, self.engine_reason = select_engine(engine, self.info.family.value, self.files)
         self._engine_cls = engine_class(self.engine_name)
         t0 = time.perf_counter()
-        self._engine = load_engine(self.engine_name, self.files, options=options, threads=self.threads,
-                                   weight_type=weight_type, on_load_progress=on_load_progress)
+        self._engine = load_engine(
+            self.engine_name,
+            self.files,
+            options=options,
+            threads=self.threads,
+            weight_type=weight_type,
+            on_load_progress=on_load_progress,
+        )
         self.load_seconds = time.perf_counter() - t0
-        log.info("loaded %s (%s) on %s in %.2fs", self.files.main.name, self.family, self.engine_name,
-                 self.load_seconds)
+        log.info(
+            "loaded %s (%s) on %s in %.2fs", self.files.main.name, self.family, self.engine_name, self.load_seconds
+        )
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -189,10 +196,15 @@ class SDModel:
         return self.info.family.value
 
     def _context(self) -> ModelContext:
-        return ModelContext(defaults=self.defaults, engine_name=self.engine_name,
-                            samplers=tuple(self._engine_cls.samplers()), schedulers=tuple(self._engine_cls.schedulers()),
-                            has_control_net=self.files.control_net is not None,
-                            has_photo_maker=self.files.photo_maker is not None, lora_dir=self.lora_dir)
+        return ModelContext(
+            defaults=self.defaults,
+            engine_name=self.engine_name,
+            samplers=tuple(self._engine_cls.samplers()),
+            schedulers=tuple(self._engine_cls.schedulers()),
+            has_control_net=self.files.control_net is not None,
+            has_photo_maker=self.files.photo_maker is not None,
+            lora_dir=self.lora_dir,
+        )
 
     def _label(self) -> ModelLabel:
         return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name)
@@ -241,17 +253,37 @@ class SDModel:
         """
         engine = self._require_engine()
         args = ImageArgs(
-            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed, batch=batch, clip_skip=clip_skip,
-            loras=loras, control_image=control_image, control_strength=control_strength,
-            control_guidance=control_guidance, init_image=init_image, strength=strength, mask=mask,
-            ref_images=ref_images, photo_maker=photo_maker, hires=hires, cache=cache, vae_tiling=vae_tiling,
-            guidance=guidance, eta=eta,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            sampler=sampler,
+            scheduler=scheduler,
+            seed=seed,
+            batch=batch,
+            clip_skip=clip_skip,
+            loras=loras,
+            control_image=control_image,
+            control_strength=control_strength,
+            control_guidance=control_guidance,
+            init_image=init_image,
+            strength=strength,
+            mask=mask,
+            ref_images=ref_images,
+            photo_maker=photo_maker,
+            hires=hires,
+            cache=cache,
+            vae_tiling=vae_tiling,
+            guidance=guidance,
+            eta=eta,
         )
         prepared = check_image_args(args, self._context())
         timer = _Timer(callback)
-        images = engine.generate_images(prepared.request, Hooks(progress=timer, preview=preview,
-                                                                preview_spec=preview_options))
+        images = engine.generate_images(
+            prepared.request, Hooks(progress=timer, preview=preview, preview_spec=preview_options)
+        )
         images = [sizing.from_canvas(im, prepared.geometry) for im in images]
         seeds = [prepared.request.seed + i for i in range(len(images))]
         params = image_parameters(prepared.request, prepared.geometry, prepared.notes, self._label())
@@ -293,15 +325,34 @@ class SDModel:
         if not engine.can_generate_video:
             raise InvalidInputError(f"this {self.family} model cannot generate video; load a Wan model")
         args = VideoArgs(
-            prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, frames=frames, steps=steps,
-            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed, init_image=init_image,
-            end_image=end_image, control_frames=control_frames, strength=strength, loras=loras,
-            high_noise_steps=high_noise_steps, high_noise_cfg_scale=high_noise_cfg_scale,
-            high_noise_sampler=high_noise_sampler, moe_boundary=moe_boundary, vace_strength=vace_strength,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            frames=frames,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            sampler=sampler,
+            scheduler=scheduler,
+            seed=seed,
+            init_image=init_image,
+            end_image=end_image,
+            control_frames=control_frames,
+            strength=strength,
+            loras=loras,
+            high_noise_steps=high_noise_steps,
+            high_noise_cfg_scale=high_noise_cfg_scale,
+            high_noise_sampler=high_noise_sampler,
+            moe_boundary=moe_boundary,
+            vace_strength=vace_strength,
             flow_shift=flow_shift,
         )
         request = check_video_args(args, self._context())
         timer = _Timer(callback)
         frames_out = engine.generate_video(request, Hooks(progress=timer))
-        return VideoResult(frames_out, request.seed, video_parameters(request, self._label()),
-                           {"load": self.load_seconds, **timer.timings()})
+        return VideoResult(
+            frames_out,
+            request.seed,
+            video_parameters(request, self._label()),
+            {"load": self.load_seconds, **timer.timings()},
+        )

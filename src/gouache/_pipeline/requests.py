@@ -177,8 +177,9 @@ def _lora(path_or_name: Any, weight: Any, lora_dir: Path | None) -> LoraSpec:
     if p.is_file():
         return LoraSpec(p, w)
     if lora_dir is None:
-        raise InvalidInputError(f"LoRA {str(path_or_name)!r} not found (give a file path, or SDModel(lora_dir=...)"
-                                " to resolve names)")
+        raise InvalidInputError(
+            f"LoRA {str(path_or_name)!r} not found (give a file path, or SDModel(lora_dir=...) to resolve names)"
+        )
     return LoraSpec(resolve_lora(str(path_or_name), lora_dir), w)
 
 
@@ -215,8 +216,10 @@ def _size(a: ImageArgs, init: Any, d: FamilyDefaults) -> tuple[int, int]:
     width, height = a.width, a.height
     if width is None and height is None and init is not None:
         width, height = init.size
-    return (check("width", d.width if width is None else width, "side"),
-            check("height", d.height if height is None else height, "side"))
+    return (
+        check("width", d.width if width is None else width, "side"),
+        check("height", d.height if height is None else height, "side"),
+    )
 
 
 class _Canvas:
@@ -322,8 +325,12 @@ def _high_noise(a: VideoArgs, low: Sampling, m: ModelContext) -> Sampling | None
     cfg = None if a.high_noise_cfg_scale is None else check("high_noise_cfg_scale", a.high_noise_cfg_scale, "cfg_scale")
     if a.high_noise_steps is None:
         return None
-    return dataclasses.replace(low, steps=check("high_noise_steps", a.high_noise_steps, "steps"),
-                               cfg_scale=low.cfg_scale if cfg is None else cfg, sampler=sampler or low.sampler)
+    return dataclasses.replace(
+        low,
+        steps=check("high_noise_steps", a.high_noise_steps, "steps"),
+        cfg_scale=low.cfg_scale if cfg is None else cfg,
+        sampler=sampler or low.sampler,
+    )
 
 
 def check_video_args(a: VideoArgs, m: ModelContext) -> VideoRequest:

@@ -40,7 +40,9 @@ class GenerationResult:
 
         paths = numbered_paths(path, len(self.images))
         check_writable(paths, overwrite=overwrite)
-        return [save_image(im, p, infotext=t, overwrite=overwrite) for im, p, t in zip(self.images, paths, self.infotexts)]
+        return [
+            save_image(im, p, infotext=t, overwrite=overwrite) for im, p, t in zip(self.images, paths, self.infotexts)
+        ]
 
 
 @dataclasses.dataclass
@@ -100,6 +102,17 @@ def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...]
 def video_parameters(r: VideoRequest, model: ModelLabel) -> dict[str, Any]:
     """Every value one video generation used (``VideoResult.parameters``)."""
     s = r.sampling
-    return {"prompt": r.prompt, "negative_prompt": r.negative_prompt, "width": r.width, "height": r.height,
-            "frames": r.frames, "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": s.sampler or "default",
-            "scheduler": s.scheduler or "default", "seed": r.seed, "model": model.name, "engine": model.engine}
+    return {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt,
+        "width": r.width,
+        "height": r.height,
+        "frames": r.frames,
+        "steps": s.steps,
+        "cfg_scale": s.cfg_scale,
+        "sampler": s.sampler or "default",
+        "scheduler": s.scheduler or "default",
+        "seed": r.seed,
+        "model": model.name,
+        "engine": model.engine,
+    }

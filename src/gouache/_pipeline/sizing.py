@@ -47,16 +47,25 @@ class Geometry:
     def describe(self) -> str:
         if not self.padded:
             return f"{self.width}x{self.height}"
-        return (f"generated at {self.canvas_width}x{self.canvas_height} (multiple of {MULTIPLE}),"
-                f" centred crop to {self.width}x{self.height}")
+        return (
+            f"generated at {self.canvas_width}x{self.canvas_height} (multiple of {MULTIPLE}),"
+            f" centred crop to {self.width}x{self.height}"
+        )
 
 
 def plan(width: int, height: int, multiple: int = MULTIPLE) -> Geometry:
     return Geometry(width, height, math.ceil(width / multiple) * multiple, math.ceil(height / multiple) * multiple)
 
 
-def fit(image: Image.Image, width: int, height: int, *, what: str, fill: int | tuple[int, ...] = 0,
-        resample: Image.Resampling = Image.Resampling.LANCZOS) -> tuple[Image.Image, str | None]:
+def fit(
+    image: Image.Image,
+    width: int,
+    height: int,
+    *,
+    what: str,
+    fill: int | tuple[int, ...] = 0,
+    resample: Image.Resampling = Image.Resampling.LANCZOS,
+) -> tuple[Image.Image, str | None]:
     """``image`` at exactly ``width x height``: resized when the aspect matches, else fitted and
     letterboxed with ``fill``.  Returns the image and a note when it was letterboxed."""
     if image.size == (width, height):
@@ -68,8 +77,9 @@ def fit(image: Image.Image, width: int, height: int, *, what: str, fill: int | t
     fitted = ImageOps.contain(image, (width, height), resample)
     canvas = Image.new(image.mode, (width, height), fill)
     canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
-    note = (f"{what} {image.width}x{image.height} letterboxed into {width}x{height}"
-            " (aspect ratios differ; not stretched)")
+    note = (
+        f"{what} {image.width}x{image.height} letterboxed into {width}x{height} (aspect ratios differ; not stretched)"
+    )
     log.info("%s", note)
     return canvas, note
 

@@ -85,8 +85,11 @@ def save_video(
         _mp4_backend()  # fail before any work when no backend is installed
     images = _normalize_frames(frames)
     if target.suffix.lower() == ".gif" and fps > _GIF_MAX_FPS:
-        log.warning("GIF at %g fps: many players slow down frame delays below 20 ms; "
-                    "use .webp or .mp4 for more than %d fps", fps, _GIF_MAX_FPS)
+        log.warning(
+            "GIF at %g fps: many players slow down frame delays below 20 ms; use .webp or .mp4 for more than %d fps",
+            fps,
+            _GIF_MAX_FPS,
+        )
     write_atomic(target, lambda tmp: writer(images, Path(tmp), fps, quality, loop), overwrite=overwrite)
     log.debug("wrote %d frames (%dx%d) to %s", len(images), images[0].width, images[0].height, target)
     return target
@@ -113,8 +116,9 @@ def load_video_frames(path: str | os.PathLike[str]) -> list[Image.Image]:
 
 
 def _bad_extension_message(path: Path) -> str:
-    return (f"unsupported video extension {path.suffix or '(none)'!r} in {str(path)!r}; "
-            f"allowed: {', '.join(VIDEO_FORMATS)}")
+    return (
+        f"unsupported video extension {path.suffix or '(none)'!r} in {str(path)!r}; allowed: {', '.join(VIDEO_FORMATS)}"
+    )
 
 
 def _writer_for(path: Path) -> Callable[..., None]:
@@ -150,8 +154,7 @@ def _check_loop(loop: Any) -> int:
 def _normalize_frames(frames: Iterable[Any]) -> list[Image.Image]:
     """Every frame as an RGB PIL image, all of frame 0's size."""
     if isinstance(frames, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(frames, Iterable):
-        raise InvalidInputError(
-            f"frames must be a list of images (PIL, numpy or SDImage), got {type(frames).__name__}")
+        raise InvalidInputError(f"frames must be a list of images (PIL, numpy or SDImage), got {type(frames).__name__}")
     images = [_frame_to_rgb(frame, i) for i, frame in enumerate(frames)]
     if not images:
         raise InvalidInputError("frames is empty; a video needs at least one frame")
@@ -160,7 +163,8 @@ def _normalize_frames(frames: Iterable[Any]) -> list[Image.Image]:
         if image.size != first:
             raise InvalidInputError(
                 f"frame {i} is {image.width}x{image.height} but frame 0 is {first[0]}x{first[1]}; "
-                "all frames must have the same size")
+                "all frames must have the same size"
+            )
     return images
 
 
@@ -185,15 +189,24 @@ def _frame_durations(count: int, fps: float, unit_ms: int) -> list[int]:
 
 def _write_gif(images: Sequence[Image.Image], tmp: Path, fps: float, quality: int | None, loop: int) -> None:
     durations = _frame_durations(len(images), fps, unit_ms=10)
-    images[0].save(tmp, format="GIF", save_all=True, append_images=list(images[1:]),
-                   duration=durations, loop=loop, optimize=False, disposal=1)
+    images[0].save(
+        tmp,
+        format="GIF",
+        save_all=True,
+        append_images=list(images[1:]),
+        duration=durations,
+        loop=loop,
+        optimize=False,
+        disposal=1,
+    )
 
 
 def _write_webp(images: Sequence[Image.Image], tmp: Path, fps: float, quality: int | None, loop: int) -> None:
     durations = _frame_durations(len(images), fps, unit_ms=1)
     options: dict[str, Any] = {"quality": 80 if quality is None else quality}
-    images[0].save(tmp, format="WEBP", save_all=True, append_images=list(images[1:]),
-                   duration=durations, loop=loop, **options)
+    images[0].save(
+        tmp, format="WEBP", save_all=True, append_images=list(images[1:]), duration=durations, loop=loop, **options
+    )
 
 
 def _read_animated_image(path: Path) -> list[Image.Image]:
@@ -210,16 +223,19 @@ def _mp4_backend() -> str:
     """``"av"`` (PyAV) if importable, else ``"imageio-ffmpeg"``; neither raises MissingDependencyError."""
     try:
         import av  # noqa: F401
+
         return "av"
     except ImportError:
         pass
     try:
         import imageio_ffmpeg  # noqa: F401
+
         return "imageio-ffmpeg"
     except ImportError:
         pass
     raise MissingDependencyError(
-        f".mp4 needs PyAV or imageio-ffmpeg, and neither is installed; {_INSTALL_HINT}", name="av")
+        f".mp4 needs PyAV or imageio-ffmpeg, and neither is installed; {_INSTALL_HINT}", name="av"
+    )
 
 
 def _crf(quality: int | None) -> int:
@@ -267,10 +283,33 @@ def _write_mp4_ffmpeg(images: Sequence[Image.Image], tmp: Path, fps: float, crf:
     first = _even_rgb(images[0])
     rate = Fraction(fps).limit_denominator(1001)
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{first.shape[1]}x{first.shape[0]}", "-r", str(rate),
-        "-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
-        "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-nostdin",
+        "-y",
+        "-v",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{first.shape[1]}x{first.shape[0]}",
+        "-r",
+        str(rate),
+        "-i",
+        "-",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-crf",
+        str(crf),
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(tmp),
     ]
     with tempfile.TemporaryFile() as errlog:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
@@ -279,8 +318,9 @@ def _write_mp4_ffmpeg(images: Sequence[Image.Image], tmp: Path, fps: float, crf:
         if code != 0 or broken:
             errlog.seek(0)
             detail = errlog.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise GouacheError(f"ffmpeg failed to encode {str(tmp)!r} (exit {code}): "
-                               + (" | ".join(detail) or "no error output"))
+            raise GouacheError(
+                f"ffmpeg failed to encode {str(tmp)!r} (exit {code}): " + (" | ".join(detail) or "no error output")
+            )
 
 
 def _feed_ffmpeg(proc: subprocess.Popen, images: Sequence[Image.Image]) -> bool:

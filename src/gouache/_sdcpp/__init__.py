@@ -1,1 +1,2 @@
-"""The stable-diffusion.cpp binding: ABI declarations, library loading, callback dispatch, parameters, checks, handles."""
+"""The stable-diffusion.cpp binding: ABI declarations, library loading, callback dispatch, parameters,
+checks, handles."""

@@ -78,8 +78,7 @@ def _refuse_controlnet_on_sdxl(p: SDContextParams, facts: ModelFacts) -> None:
 def _refuse_flux_without_text_encoder(p: SDContextParams, facts: ModelFacts) -> None:
     if facts.flux and not (p.t5xxl_path or p.clip_l_path or p.llm_path or facts.text_encoder):
         raise InvalidInputError(
-            "a Flux model needs a text encoder: set t5xxl_path and/or clip_l_path"
-            " (the engine crashes without one)"
+            "a Flux model needs a text encoder: set t5xxl_path and/or clip_l_path (the engine crashes without one)"
         )
 
 
@@ -102,8 +101,12 @@ def check_context_params(p: SDContextParams) -> ModelFacts:
     if p.n_threads is not None:
         check("n_threads", p.n_threads, "threads")
     check("max_vram", p.max_vram, "memory_gb")
-    for refuse in (_refuse_controlnet_on_distilled, _refuse_controlnet_on_sdxl, _refuse_flux_without_text_encoder,
-                   _refuse_unsupported_wan):
+    for refuse in (
+        _refuse_controlnet_on_distilled,
+        _refuse_controlnet_on_sdxl,
+        _refuse_flux_without_text_encoder,
+        _refuse_unsupported_wan,
+    ):
         refuse(p, facts)
     return facts
 

@@ -26,12 +26,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-from . import library
-from . import native as _native
 from .._errors import EngineBusyError
 from .._image import SDImage
+from . import library
+from . import native as _native
 from .image import copy_from_c
-
 
 #: Logger that receives every engine log line, at the engine's level.
 engine_logger = logging.getLogger("gouache.engine")
@@ -92,9 +91,7 @@ class _Call:
     progress: ProgressCallback | None = None
     preview: PreviewCallback | None = None
     error: BaseException | None = None
-    log_tail: collections.deque = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=LOG_TAIL)
-    )
+    log_tail: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=LOG_TAIL))
 
 
 class Dispatcher:
@@ -150,7 +147,9 @@ class Dispatcher:
 
     def _set_preview(self, options: PreviewOptions | None) -> None:
         if options is None:  # NULL callback: the engine skips preview work entirely
-            self.lib.sd_set_preview_callback(_native.sd_preview_cb_t(), int(_native.PreviewMode.NONE), 1, False, False, None)
+            self.lib.sd_set_preview_callback(
+                _native.sd_preview_cb_t(), int(_native.PreviewMode.NONE), 1, False, False, None
+            )
         else:
             self.lib.sd_set_preview_callback(
                 self._c_preview,
@@ -197,11 +196,10 @@ class Dispatcher:
             call.error = exc
 
 
-
 _CREATE_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _create() -> Dispatcher:
     return Dispatcher(library.lib())
 

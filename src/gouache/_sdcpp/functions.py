@@ -7,8 +7,8 @@ from pathlib import Path
 
 from .._errors import GenerationError, InvalidInputError
 from .._files import write_atomic
-from .._limits import check
 from .._image import SDImage
+from .._limits import check
 from .._modelfiles import headers
 from . import native as _native
 from .dispatch import ProgressCallback, dispatcher
@@ -46,7 +46,12 @@ def canny(
         raise InvalidInputError(f"canny works in place on an SDImage; got {type(image).__name__}")
     if image.channels != 3:
         raise InvalidInputError(f"canny needs an RGB image (3 channels); got {image.channels}")
-    for name, v in (("high_threshold", high_threshold), ("low_threshold", low_threshold), ("weak", weak), ("strong", strong)):
+    for name, v in (
+        ("high_threshold", high_threshold),
+        ("low_threshold", low_threshold),
+        ("weak", weak),
+        ("strong", strong),
+    ):
         check(name, v, "fraction")
     with dispatcher().session("canny") as call:
         ok = dispatcher().lib.preprocess_canny(

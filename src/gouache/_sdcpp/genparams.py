@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from . import native as _native
 from .._image import ImageLike
+from . import native as _native
 from .image import c_image, c_image_array
 from .params import (
     Lowered,

@@ -8,18 +8,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .._errors import EngineBusyError, GenerationError, InvalidInputError, ModelLoadError
+from .._image import ImageLike, SDImage
+from .._limits import check
+from .._modelfiles import headers
 from . import checks as _checks
 from . import library
 from . import native as _native
-from .._modelfiles import headers
 from .dispatch import PreviewCallback, PreviewOptions, ProgressCallback, dispatcher
-from .._limits import check
-from .._errors import EngineBusyError, GenerationError, InvalidInputError, ModelLoadError
-from .._image import ImageLike, SDImage
 from .functions import physical_cores
-from .native import SampleMethod, Scheduler
 from .genparams import SDImageGenParams, SDVideoGenParams
 from .image import as_c, coerce_image, copy_from_c
+from .native import SampleMethod, Scheduler
 from .params import SDContextParams
 
 
@@ -164,7 +164,9 @@ class SDContext(_Handle):
         if params.control_image is not None and self.params.control_net_path is None:
             raise InvalidInputError("control_image was given but this context has no control_net_path")
         lowered = params._lower()
-        ptr, tail = self._run("sample", dispatcher().lib.generate_image, lowered, (), progress, preview, preview_options)
+        ptr, tail = self._run(
+            "sample", dispatcher().lib.generate_image, lowered, (), progress, preview, preview_options
+        )
         if not ptr:
             raise GenerationError("the engine returned no images", engine_log=tail)
         images = _take_images(ptr, params.batch_count)
@@ -236,7 +238,9 @@ class Upscaler(_Handle):
         """The model's native upscale factor (e.g. 4 for RealESRGAN x4)."""
         return int(dispatcher().lib.get_upscale_factor(self._require_open()))
 
-    def upscale(self, image: ImageLike, factor: int | None = None, *, progress: ProgressCallback | None = None) -> SDImage:
+    def upscale(
+        self, image: ImageLike, factor: int | None = None, *, progress: ProgressCallback | None = None
+    ) -> SDImage:
         """Upscale an RGB image by ``factor`` (default: the model's factor)."""
         handle = self._require_open()
         img = coerce_image(image, 3, "image")

@@ -93,7 +93,7 @@ def _declare(cdll: ctypes.CDLL) -> None:
         fn.argtypes = argtypes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lib() -> ctypes.CDLL:
     """Load (once) and return the declared engine library.
 
@@ -130,7 +130,7 @@ def library_path() -> str:
     return lib()._gouache_path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def libc() -> ctypes.CDLL:
     """The C runtime whose ``free`` releases what the engine ``malloc``s."""
     if sys.platform == "win32":  # pragma: no cover - not supported by the carrier wheel

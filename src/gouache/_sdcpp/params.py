@@ -19,10 +19,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from . import native as _native
-from .library import take_string
 from .._image import ImageLike
+from . import native as _native
 from .image import c_image_array
+from .library import take_string
 from .native import (
     CacheMode,
     HiresUpscaler,

@@ -19,8 +19,15 @@ from .generate import Failure, run_generation
 from .output import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
 from .parser import GENERATION_COMMANDS, build_parser
 
-_COMMANDS = {"upscale": run_upscale, "convert": run_convert, "assemble": run_assemble, "info": run_info,
-             "models": run_models, "pull": run_pull, "enhance": run_enhance}
+_COMMANDS = {
+    "upscale": run_upscale,
+    "convert": run_convert,
+    "assemble": run_assemble,
+    "info": run_info,
+    "models": run_models,
+    "pull": run_pull,
+    "enhance": run_enhance,
+}
 
 __all__ = ["main"]
 
@@ -48,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print("gouache: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (GouacheError, OSError) as exc:
-        print(f"gouache: error: {type(exc).__name__}: {exc}".splitlines()[0] if not a.debug else f"gouache: error: {exc}", file=sys.stderr)
+        print(
+            f"gouache: error: {type(exc).__name__}: {exc}".splitlines()[0] if not a.debug else f"gouache: error: {exc}",
+            file=sys.stderr,
+        )
         if a.debug:
             traceback.print_exc()
         return EXIT_USAGE if isinstance(exc, InvalidInputError) else EXIT_RUNTIME

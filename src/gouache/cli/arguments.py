@@ -43,15 +43,32 @@ def lora_args(values: list[str]) -> list[tuple[str, float]]:
 def model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``SDModel`` (the model file itself aside)."""
     return dict(
-        vae=a.vae, taesd=a.taesd, clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl,
-        diffusion_model=a.diffusion_model, high_noise_diffusion_model=a.high_noise_diffusion_model,
-        control_net=a.control_net, photo_maker=a.photo_maker, lora_dir=a.lora_dir, embeddings=a.embeddings,
-        threads=threads_arg(a.threads), weight_type=a.weight_type, engine=a.engine,
+        vae=a.vae,
+        taesd=a.taesd,
+        clip_l=a.clip_l,
+        clip_g=a.clip_g,
+        t5xxl=a.t5xxl,
+        diffusion_model=a.diffusion_model,
+        high_noise_diffusion_model=a.high_noise_diffusion_model,
+        control_net=a.control_net,
+        photo_maker=a.photo_maker,
+        lora_dir=a.lora_dir,
+        embeddings=a.embeddings,
+        threads=threads_arg(a.threads),
+        weight_type=a.weight_type,
+        engine=a.engine,
         options=EngineOptions(
-            offload_to_cpu=a.offload_to_cpu, keep_vae_on_cpu=a.keep_vae_on_cpu, keep_clip_on_cpu=a.keep_clip_on_cpu,
-            keep_control_net_on_cpu=a.keep_control_net_on_cpu, flash_attention=a.flash_attention,
-            direct_conv=a.direct_conv, vae_tiling=a.vae_tiling, mmap=a.mmap, rng=a.rng,
-            precision=a.precision, compile=a.compile,
+            offload_to_cpu=a.offload_to_cpu,
+            keep_vae_on_cpu=a.keep_vae_on_cpu,
+            keep_clip_on_cpu=a.keep_clip_on_cpu,
+            keep_control_net_on_cpu=a.keep_control_net_on_cpu,
+            flash_attention=a.flash_attention,
+            direct_conv=a.direct_conv,
+            vae_tiling=a.vae_tiling,
+            mmap=a.mmap,
+            rng=a.rng,
+            precision=a.precision,
+            compile=a.compile,
         ),
     )
 
@@ -68,8 +85,15 @@ def _control_image(a: argparse.Namespace) -> Any:
 def generate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``SDModel.generate`` (prompt, seed and batch aside)."""
     kw: dict[str, Any] = dict(
-        negative_prompt=a.negative_prompt, width=a.width, height=a.height, steps=a.steps, cfg_scale=a.cfg_scale,
-        sampler=a.sampler, scheduler=a.scheduler, clip_skip=a.clip_skip, loras=lora_args(a.lora),
+        negative_prompt=a.negative_prompt,
+        width=a.width,
+        height=a.height,
+        steps=a.steps,
+        cfg_scale=a.cfg_scale,
+        sampler=a.sampler,
+        scheduler=a.scheduler,
+        clip_skip=a.clip_skip,
+        loras=lora_args(a.lora),
         ref_images=list(a.ref_image),
     )
     if a.guidance is not None or a.image_cfg_scale is not None:
@@ -77,8 +101,13 @@ def generate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     if a.eta is not None:
         kw["eta"] = a.eta
     if a.hires_scale is not None:
-        kw["hires"] = Hires(scale=a.hires_scale, upscaler=a.hires_upscaler, model=a.hires_model,
-                            steps=a.hires_steps, denoising_strength=a.hires_strength)
+        kw["hires"] = Hires(
+            scale=a.hires_scale,
+            upscaler=a.hires_upscaler,
+            model=a.hires_model,
+            steps=a.hires_steps,
+            denoising_strength=a.hires_strength,
+        )
     if a.cache:
         kw["cache"] = Cache(mode=a.cache, threshold=a.cache_threshold)
     for name in ("strength", "control_strength", "init_image", "mask"):
@@ -92,10 +121,24 @@ def generate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
 def video_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``SDModel.generate_video`` (prompt aside)."""
     return dict(
-        negative_prompt=a.negative_prompt, width=a.width, height=a.height, frames=a.frames, steps=a.steps,
-        cfg_scale=a.cfg_scale, sampler=a.sampler, scheduler=a.scheduler, seed=a.seed, init_image=a.init_image,
-        end_image=a.end_image, control_frames=a.control_frame, strength=a.strength, loras=lora_args(a.lora),
-        high_noise_steps=a.high_noise_steps, high_noise_cfg_scale=a.high_noise_cfg_scale,
-        high_noise_sampler=a.high_noise_sampler, moe_boundary=a.moe_boundary, vace_strength=a.vace_strength,
+        negative_prompt=a.negative_prompt,
+        width=a.width,
+        height=a.height,
+        frames=a.frames,
+        steps=a.steps,
+        cfg_scale=a.cfg_scale,
+        sampler=a.sampler,
+        scheduler=a.scheduler,
+        seed=a.seed,
+        init_image=a.init_image,
+        end_image=a.end_image,
+        control_frames=a.control_frame,
+        strength=a.strength,
+        loras=lora_args(a.lora),
+        high_noise_steps=a.high_noise_steps,
+        high_noise_cfg_scale=a.high_noise_cfg_scale,
+        high_noise_sampler=a.high_noise_sampler,
+        moe_boundary=a.moe_boundary,
+        vace_strength=a.vace_strength,
         flow_shift=a.flow_shift,
     )

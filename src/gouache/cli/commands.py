@@ -32,8 +32,14 @@ def run_upscale(a: argparse.Namespace) -> int:
 def run_convert(a: argparse.Namespace) -> int:
     from .._sdcpp.functions import convert_model
 
-    out = convert_model(a.input, a.output, output_type=a.type, vae_path=a.vae,
-                        tensor_type_rules=a.tensor_type_rules, overwrite=a.overwrite)
+    out = convert_model(
+        a.input,
+        a.output,
+        output_type=a.type,
+        vae_path=a.vae,
+        tensor_type_rules=a.tensor_type_rules,
+        overwrite=a.overwrite,
+    )
     emit(a, {"path": str(out), "type": a.type, "bytes": out.stat().st_size})
     return EXIT_OK
 
@@ -49,9 +55,15 @@ def run_assemble(a: argparse.Namespace) -> int:
 def _model_info(path: str) -> dict[str, Any]:
     info = inspect(path)
     data: dict[str, Any] = {
-        "path": str(info.path), "family": info.family.value, "few_step": info.few_step,
-        "file_kind": info.file_kind, "tensors": info.tensor_count, "parameters": info.parameters,
-        "dtypes": info.dtypes, "size_bytes": info.size_bytes, "defaults": vars(info.defaults),
+        "path": str(info.path),
+        "family": info.family.value,
+        "few_step": info.few_step,
+        "file_kind": info.file_kind,
+        "tensors": info.tensor_count,
+        "parameters": info.parameters,
+        "dtypes": info.dtypes,
+        "size_bytes": info.size_bytes,
+        "defaults": vars(info.defaults),
     }
     data["engine"], data["engine_reason"] = select_engine("auto", info.family.value, ModelFiles(model=Path(path)))
     return data
@@ -61,9 +73,15 @@ def _system_info() -> dict[str, Any]:
     from .. import physical_cores, system_info, version
     from .._sdcpp.library import library_path
 
-    return {"gouache": __version__, "engines": ", ".join(sorted(ENGINES)), "torch_engine": explain_all()["torch"],
-            "stable_diffusion_cpp": version(), "library": library_path(), "physical_cores": physical_cores(),
-            "system_info": " ".join(system_info().split())}
+    return {
+        "gouache": __version__,
+        "engines": ", ".join(sorted(ENGINES)),
+        "torch_engine": explain_all()["torch"],
+        "stable_diffusion_cpp": version(),
+        "library": library_path(),
+        "physical_cores": physical_cores(),
+        "system_info": " ".join(system_info().split()),
+    }
 
 
 def run_info(a: argparse.Namespace) -> int:
@@ -76,7 +94,11 @@ def run_models(a: argparse.Namespace) -> int:
 
     entries = find_models(a.root)
     if a.json:
-        print(json.dumps([{"kind": e.kind, "name": e.name, "path": str(e.path), "size_bytes": e.size_bytes} for e in entries]))
+        print(
+            json.dumps(
+                [{"kind": e.kind, "name": e.name, "path": str(e.path), "size_bytes": e.size_bytes} for e in entries]
+            )
+        )
     else:
         for e in entries:
             print(f"{e.kind:<16} {e.name:<50} {e.size_bytes / 2**20:>10.1f} MB")
@@ -94,12 +116,33 @@ def run_pull(a: argparse.Namespace) -> int:
 def _enhance_config(a: argparse.Namespace):
     from ..enhance import EnhanceConfig
 
-    preset = {"t4_gpu": EnhanceConfig.for_t4_gpu, "quality": EnhanceConfig.for_quality,
-              "speed": EnhanceConfig.for_speed, "cpu": EnhanceConfig.for_cpu}[a.preset]
-    overrides = {k: v for k, v in (("steps", a.steps), ("strength", a.strength), ("controlnet_scale", a.controlnet_scale),
-                                   ("working_size", a.working_size), ("seed", a.seed)) if v is not None}
-    return preset(model=a.model, controlnet=a.controlnet, loras=tuple(lora_args(a.lora)), engine=a.engine,
-                  prompt_template=a.template, default_subject=a.subject, depth_model=a.depth_model, **overrides)
+    preset = {
+        "t4_gpu": EnhanceConfig.for_t4_gpu,
+        "quality": EnhanceConfig.for_quality,
+        "speed": EnhanceConfig.for_speed,
+        "cpu": EnhanceConfig.for_cpu,
+    }[a.preset]
+    overrides = {
+        k: v
+        for k, v in (
+            ("steps", a.steps),
+            ("strength", a.strength),
+            ("controlnet_scale", a.controlnet_scale),
+            ("working_size", a.working_size),
+            ("seed", a.seed),
+        )
+        if v is not None
+    }
+    return preset(
+        model=a.model,
+        controlnet=a.controlnet,
+        loras=tuple(lora_args(a.lora)),
+        engine=a.engine,
+        prompt_template=a.template,
+        default_subject=a.subject,
+        depth_model=a.depth_model,
+        **overrides,
+    )
 
 
 def _depth_file(folder: str, view: Path) -> Any:

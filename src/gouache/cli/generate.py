@@ -30,8 +30,21 @@ from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
 from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
 
-_FILE_OPTIONS = ("model", "diffusion_model", "vae", "taesd", "clip_l", "clip_g", "t5xxl", "control_net",
-                 "photo_maker", "init_image", "mask", "control_image", "end_image")
+_FILE_OPTIONS = (
+    "model",
+    "diffusion_model",
+    "vae",
+    "taesd",
+    "clip_l",
+    "clip_g",
+    "t5xxl",
+    "control_net",
+    "photo_maker",
+    "init_image",
+    "mask",
+    "control_image",
+    "end_image",
+)
 
 
 class Failure(Exception):
@@ -81,8 +94,9 @@ def child(conn, argv: list[str]) -> None:
 def _engine_for(a: argparse.Namespace) -> str:
     """The engine the child will use (sdcpp when it cannot be told yet)."""
     if a.engine == "auto" and a.model and Path(a.model).is_file():
-        files = ModelFiles(model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl,
-                           photo_maker=a.photo_maker)
+        files = ModelFiles(
+            model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker
+        )
         return select_engine("auto", inspect(a.model).family.value, files)[0]
     return "sdcpp" if a.engine == "auto" else a.engine
 
@@ -91,14 +105,22 @@ def precheck(a: argparse.Namespace) -> None:
     """Check what can be checked before the engine process starts (no model load)."""
     engine = _engine_for(a)
     cls = engine_class(engine)
-    for name, allowed in (("sampler", cls.samplers()), ("scheduler", cls.schedulers()),
-                          ("high_noise_sampler", cls.samplers())):
+    for name, allowed in (
+        ("sampler", cls.samplers()),
+        ("scheduler", cls.schedulers()),
+        ("high_noise_sampler", cls.samplers()),
+    ):
         value = getattr(a, name, None)
         if value is not None and value.strip().lower() not in allowed:
             raise InvalidInputError(f"unknown {name} {value!r} for engine {engine}; allowed: {', '.join(allowed)}")
     side = "video_side" if a.command == "video" else "side"
-    for name, limit in (("width", side), ("height", side), ("steps", "steps"), ("batch", "batch"),
-                        ("strength", "fraction")):
+    for name, limit in (
+        ("width", side),
+        ("height", side),
+        ("steps", "steps"),
+        ("batch", "batch"),
+        ("strength", "fraction"),
+    ):
         value = getattr(a, name, None)
         if value is not None:
             check(f"--{name}", value, limit)

@@ -23,8 +23,12 @@ def _names_help(what: str, all_names: list[str], torch_names: list[str]) -> str:
 def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
     g = p.add_argument_group("model files")
     if model_required:
-        g.add_argument("-m", "--model", metavar="PATH",
-                       help="checkpoint file (.safetensors, .gguf, .ckpt); omit when using --diffusion-model")
+        g.add_argument(
+            "-m",
+            "--model",
+            metavar="PATH",
+            help="checkpoint file (.safetensors, .gguf, .ckpt); omit when using --diffusion-model",
+        )
     g.add_argument("--diffusion-model", metavar="PATH", help="diffusion model alone (Flux, SD3, Wan ship as parts)")
     g.add_argument("--high-noise-diffusion-model", metavar="PATH", help="Wan 2.2 high-noise expert")
     g.add_argument("--vae", metavar="PATH", help="VAE file")
@@ -37,10 +41,18 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
     g.add_argument("--lora-dir", metavar="DIR", help="where <lora:name:weight> tags and --lora names resolve")
     g.add_argument("--embeddings", metavar="DIR", help="directory of textual-inversion embeddings")
     e = p.add_argument_group("engine")
-    e.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
-                   help="auto (default): torch when installed and the model family is supported, else sdcpp")
-    e.add_argument("--precision", default="auto", choices=list(PRECISIONS),
-                   help="torch engine: weight precision (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA)")
+    e.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINE_CHOICES,
+        help="auto (default): torch when installed and the model family is supported, else sdcpp",
+    )
+    e.add_argument(
+        "--precision",
+        default="auto",
+        choices=list(PRECISIONS),
+        help="torch engine: weight precision (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA)",
+    )
     e.add_argument("--compile", action="store_true", help="torch engine: torch.compile the UNet")
     e.add_argument("--threads", default="auto", help="CPU threads ('auto' = physical cores)")
     e.add_argument("--weight-type", metavar="TYPE", help="convert weights while loading: f16, q8_0, q4_0, ...")
@@ -73,7 +85,9 @@ def _add_generation_options(p: argparse.ArgumentParser, *, prompt: bool = True) 
     g.add_argument("--seed", type=int, default=-1, help="seed (-1 = random; batch images use seed, seed+1, ...)")
     g.add_argument("--batch", type=int, default=1, help="number of images")
     g.add_argument("--clip-skip", type=int, default=-1, help="CLIP layers to skip (-1 = model default)")
-    g.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME[:WEIGHT]", help="apply a LoRA (repeatable)")
+    g.add_argument(
+        "--lora", action="append", default=[], metavar="PATH_OR_NAME[:WEIGHT]", help="apply a LoRA (repeatable)"
+    )
     g.add_argument("--ref-image", action="append", default=[], metavar="PATH", help="reference image (repeatable)")
     g.add_argument("--guidance", type=float, help="distilled guidance (Flux-dev style models)")
     g.add_argument("--image-cfg-scale", type=float, help="image CFG (instruct/inpaint models)")
@@ -83,15 +97,25 @@ def _add_generation_options(p: argparse.ArgumentParser, *, prompt: bool = True) 
     g.add_argument("--hires-model", metavar="PATH", help="ESRGAN file for --hires-upscaler model")
     g.add_argument("--hires-steps", type=int, default=0, help="hires steps (0 = same as --steps)")
     g.add_argument("--hires-strength", type=float, default=0.7, help="hires denoising strength")
-    g.add_argument("--cache", metavar="MODE", help="step cache: easycache, ucache, dbcache, taylorseer, cache_dit, spectrum")
+    g.add_argument(
+        "--cache", metavar="MODE", help="step cache: easycache, ucache, dbcache, taylorseer, cache_dit, spectrum"
+    )
     g.add_argument("--cache-threshold", type=float, help="step cache reuse threshold")
     o = p.add_argument_group("output")
-    o.add_argument("-o", "--output", required=True, type=Path, help="output file (.png/.jpg/.webp); batches are numbered out-1.png ...")
+    o.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="output file (.png/.jpg/.webp); batches are numbered out-1.png ...",
+    )
     o.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gouache", description="Local diffusion: generate, edit, upscale and animate images.")
+    p = argparse.ArgumentParser(
+        prog="gouache", description="Local diffusion: generate, edit, upscale and animate images."
+    )
     p.add_argument("--version", action="version", version=f"gouache {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -140,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=int, default=16, help="frames per second of the written file")
     s.add_argument("--init-image", "-i", metavar="PATH", help="first frame (image-to-video)")
     s.add_argument("--end-image", metavar="PATH", help="last frame")
-    s.add_argument("--control-frame", action="append", default=[], metavar="PATH", help="VACE control frame (repeatable)")
+    s.add_argument(
+        "--control-frame", action="append", default=[], metavar="PATH", help="VACE control frame (repeatable)"
+    )
     s.add_argument("--strength", type=float, default=0.75)
     s.add_argument("--high-noise-steps", type=int, help="Wan 2.2: steps of the high-noise expert")
     s.add_argument("--high-noise-cfg-scale", type=float)
@@ -158,9 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", metavar="DIR", help="folder of depth maps named like the views (.png/.npy/.exr-free)")
     s.add_argument("--depth-model", metavar="PATH", help="ONNX depth model for views without a depth map")
     s.add_argument("--prompt", help="prompt for every view (default: from --template and --subject)")
-    s.add_argument("--template", default="default", help="prompt template: default, photorealistic, product, character, environment, object, anime_style")
+    s.add_argument(
+        "--template",
+        default="default",
+        help="prompt template: default, photorealistic, product, character, environment, object, anime_style",
+    )
     s.add_argument("--subject", default="an object", help="subject for the template")
-    s.add_argument("--preset", default="cpu", choices=["t4_gpu", "quality", "speed", "cpu"], help="EnhanceConfig preset")
+    s.add_argument(
+        "--preset", default="cpu", choices=["t4_gpu", "quality", "speed", "cpu"], help="EnhanceConfig preset"
+    )
     s.add_argument("--steps", type=int, help="denoising steps (overrides the preset)")
     s.add_argument("--strength", type=float, help="img2img strength (overrides the preset)")
     s.add_argument("--controlnet-scale", type=float, help="ControlNet scale (overrides the preset)")
@@ -178,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tensor-type-rules", help="per-tensor types, e.g. '^vae\\.=f16,model\\.=q8_0'")
     s.add_argument("--overwrite", action="store_true")
 
-    s = sub.add_parser("assemble", parents=[common],
-                       help="one checkpoint from a base checkpoint and a UNet-only file (e.g. SDXL-Lightning)")
+    s = sub.add_parser(
+        "assemble",
+        parents=[common],
+        help="one checkpoint from a base checkpoint and a UNet-only file (e.g. SDXL-Lightning)",
+    )
     s.add_argument("base", help="full base checkpoint (e.g. sd_xl_base_1.0.safetensors)")
     s.add_argument("unet", help="UNet-only file, diffusers or ldm names (e.g. sdxl_lightning_4step_unet.safetensors)")
     s.add_argument("-o", "--output", required=True, help="output .safetensors file")

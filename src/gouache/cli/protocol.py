@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Union
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,4 +58,4 @@ class Finished:
     """Every result was sent."""
 
 
-Message = Union[Loading, Sampling, ImageReady, VideoReady, Failed, Finished]
+Message = Loading | Sampling | ImageReady | VideoReady | Failed | Finished

@@ -22,70 +22,165 @@ from ..._files import publish_dir
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
 _CLIP_L = {
-    "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
-    "eos_token_id": 2, "hidden_act": "quick_gelu", "hidden_size": 768, "initializer_factor": 1.0,
-    "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 12,
-    "num_hidden_layers": 12, "pad_token_id": 1, "projection_dim": 768, "vocab_size": 49408,
+    "architectures": ["CLIPTextModel"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 0,
+    "dropout": 0.0,
+    "eos_token_id": 2,
+    "hidden_act": "quick_gelu",
+    "hidden_size": 768,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77,
+    "model_type": "clip_text_model",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 1,
+    "projection_dim": 768,
+    "vocab_size": 49408,
 }
-_OPENCLIP_H = dict(_CLIP_L, hidden_act="gelu", hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
-                   num_hidden_layers=23, projection_dim=512)
-_OPENCLIP_G = dict(_CLIP_L, architectures=["CLIPTextModelWithProjection"], hidden_act="gelu", hidden_size=1280,
-                   intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32, projection_dim=1280)
+_OPENCLIP_H = dict(
+    _CLIP_L,
+    hidden_act="gelu",
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_attention_heads=16,
+    num_hidden_layers=23,
+    projection_dim=512,
+)
+_OPENCLIP_G = dict(
+    _CLIP_L,
+    architectures=["CLIPTextModelWithProjection"],
+    hidden_act="gelu",
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_attention_heads=20,
+    num_hidden_layers=32,
+    projection_dim=1280,
+)
 
 _VAE = {
-    "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3, "latent_channels": 4, "layers_per_block": 2,
-    "norm_num_groups": 32, "out_channels": 3, "sample_size": 512, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "_class_name": "AutoencoderKL",
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
     "scaling_factor": 0.18215,
 }
 
 _UNET_SD1 = {
-    "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False, "cross_attention_dim": 768,
+    "_class_name": "UNet2DConditionModel",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
     "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
-    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
 _UNET_SD2 = dict(_UNET_SD1, attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024, use_linear_projection=True)
 _UNET_SDXL = dict(
-    _UNET_SD1, addition_embed_type="text_time", addition_embed_type_num_heads=64, addition_time_embed_dim=256,
-    attention_head_dim=[5, 10, 20], block_out_channels=[320, 640, 1280], cross_attention_dim=2048,
+    _UNET_SD1,
+    addition_embed_type="text_time",
+    addition_embed_type_num_heads=64,
+    addition_time_embed_dim=256,
+    attention_head_dim=[5, 10, 20],
+    block_out_channels=[320, 640, 1280],
+    cross_attention_dim=2048,
     down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    projection_class_embeddings_input_dim=2816, sample_size=128, transformer_layers_per_block=[1, 2, 10],
-    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], use_linear_projection=True,
+    projection_class_embeddings_input_dim=2816,
+    sample_size=128,
+    transformer_layers_per_block=[1, 2, 10],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    use_linear_projection=True,
 )
 
 
 def _controlnet(unet: dict) -> dict:
-    keep = ("act_fn", "attention_head_dim", "block_out_channels", "cross_attention_dim", "down_block_types",
-            "downsample_padding", "flip_sin_to_cos", "freq_shift", "in_channels", "layers_per_block",
-            "mid_block_scale_factor", "norm_eps", "norm_num_groups", "use_linear_projection",
-            "addition_embed_type", "addition_embed_type_num_heads", "addition_time_embed_dim",
-            "projection_class_embeddings_input_dim", "transformer_layers_per_block")
+    keep = (
+        "act_fn",
+        "attention_head_dim",
+        "block_out_channels",
+        "cross_attention_dim",
+        "down_block_types",
+        "downsample_padding",
+        "flip_sin_to_cos",
+        "freq_shift",
+        "in_channels",
+        "layers_per_block",
+        "mid_block_scale_factor",
+        "norm_eps",
+        "norm_num_groups",
+        "use_linear_projection",
+        "addition_embed_type",
+        "addition_embed_type_num_heads",
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+        "transformer_layers_per_block",
+    )
     cfg = {k: v for k, v in unet.items() if k in keep}
-    cfg.update({"_class_name": "ControlNetModel", "conditioning_embedding_out_channels": [16, 32, 96, 256],
-                "controlnet_conditioning_channel_order": "rgb"})
+    cfg.update(
+        {
+            "_class_name": "ControlNetModel",
+            "conditioning_embedding_out_channels": [16, 32, 96, 256],
+            "controlnet_conditioning_channel_order": "rgb",
+        }
+    )
     return cfg
 
 
 def _tokenizer_config(pad: str = "<|endoftext|>") -> dict:
-    return {"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-            "unk_token": "<|endoftext|>", "pad_token": pad, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer"}
+    return {
+        "model_max_length": 77,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": pad,
+        "do_lower_case": True,
+        "tokenizer_class": "CLIPTokenizer",
+    }
 
 
 def _sd(unet: dict, text_encoder: dict, prediction: str = "epsilon") -> dict[str, dict]:
     return {
         "model_index.json": {
-            "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
-            "feature_extractor": [None, None], "safety_checker": [None, None], "image_encoder": [None, None],
-            "requires_safety_checker": False, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": "0.30.0",
+            "feature_extractor": [None, None],
+            "safety_checker": [None, None],
+            "image_encoder": [None, None],
+            "requires_safety_checker": False,
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
         },
-        "scheduler/scheduler_config.json": {"_class_name": "EulerDiscreteScheduler", **_BETAS, "steps_offset": 1,
-                                            "timestep_spacing": "linspace", "prediction_type": prediction},
+        "scheduler/scheduler_config.json": {
+            "_class_name": "EulerDiscreteScheduler",
+            **_BETAS,
+            "steps_offset": 1,
+            "timestep_spacing": "linspace",
+            "prediction_type": prediction,
+        },
         "unet/config.json": unet,
         "vae/config.json": _VAE,
         "text_encoder/config.json": text_encoder,
@@ -97,12 +192,18 @@ def _sd(unet: dict, text_encoder: dict, prediction: str = "epsilon") -> dict[str
 def _sdxl() -> dict[str, dict]:
     files = _sd(_UNET_SDXL, _CLIP_L)
     files["model_index.json"] = {
-        "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.30.0",
-        "force_zeros_for_empty_prompt": True, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-        "image_encoder": [None, None], "feature_extractor": [None, None],
+        "_class_name": "StableDiffusionXLPipeline",
+        "_diffusers_version": "0.30.0",
+        "force_zeros_for_empty_prompt": True,
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "image_encoder": [None, None],
+        "feature_extractor": [None, None],
     }
     files["vae/config.json"] = dict(_VAE, scaling_factor=0.13025, force_upcast=True)
     files["text_encoder_2/config.json"] = _OPENCLIP_G
@@ -150,7 +251,9 @@ def clip_tokenizer_files() -> tuple[str, str]:
 def config_dir(family: str, cache_root: Path | None = None) -> Path:
     """A diffusers config folder for ``family`` (written once into the cache, atomically)."""
     if family not in FAMILIES:
-        raise InvalidInputError(f"the torch engine has no config for family {family!r}; supported: {', '.join(sorted(FAMILIES))}")
+        raise InvalidInputError(
+            f"the torch engine has no config for family {family!r}; supported: {', '.join(sorted(FAMILIES))}"
+        )
     files = FAMILIES[family]
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root or Path(os.environ.get("GOUACHE_CACHE", Path.home() / ".cache" / "gouache")) / "torch-configs"

@@ -39,10 +39,14 @@ from .samplers import SAMPLERS, SCHEDULERS, make_scheduler
 
 # latent -> RGB projections for fast previews (SD1/SD2 and SDXL latent spaces)
 _PROJ = {
-    "sd": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
-           [0.0, 0.0, 0.0]),
-    "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
-             [0.1084, -0.0175, -0.0011]),
+    "sd": (
+        [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
+        [0.0, 0.0, 0.0],
+    ),
+    "sdxl": (
+        [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
+        [0.1084, -0.0175, -0.0011],
+    ),
 }
 _PIPELINES = {
     "txt2img": "StableDiffusion{xl}Pipeline",
@@ -64,8 +68,16 @@ def _kind(r: ImageRequest) -> str:
 
 def _refuse_unsupported(r: ImageRequest) -> None:
     """The torch engine runs none of these: refuse them instead of ignoring them."""
-    unsupported = [n for n, v in (("ref_images", r.ref_images), ("photo_maker", r.photo_maker), ("hires", r.hires),
-                                  ("cache", r.cache)) if v]
+    unsupported = [
+        n
+        for n, v in (
+            ("ref_images", r.ref_images),
+            ("photo_maker", r.photo_maker),
+            ("hires", r.hires),
+            ("cache", r.cache),
+        )
+        if v
+    ]
     if r.sampling.guidance != Guidance():
         unsupported.append("guidance (image CFG, distilled or skip-layer guidance)")
     if unsupported:
@@ -99,8 +111,9 @@ class TorchEngine(Engine):
         if files is not None and str(files.main).lower().endswith(".gguf"):
             return Explanation(False, "GGUF files are for sdcpp")
         if family is not None and family not in SUPPORTED:
-            return Explanation(False, f"family {family} is not supported by the torch engine"
-                                      f" (supported: {', '.join(SUPPORTED)})")
+            return Explanation(
+                False, f"family {family} is not supported by the torch engine (supported: {', '.join(SUPPORTED)})"
+            )
         precision = choose_precision("auto")
         return Explanation(True, f"{precision.device}, {precision.dtype} ({precision.reason})")
 
@@ -113,8 +126,15 @@ class TorchEngine(Engine):
         return list(SCHEDULERS)
 
     @classmethod
-    def create(cls, files: ModelFiles, *, options: EngineOptions, threads: int | None, weight_type: str | None,
-               on_load_progress: ProgressFn | None = None) -> TorchEngine:
+    def create(
+        cls,
+        files: ModelFiles,
+        *,
+        options: EngineOptions,
+        threads: int | None,
+        weight_type: str | None,
+        on_load_progress: ProgressFn | None = None,
+    ) -> TorchEngine:
         return cls(load(files, options, threads, on_load_progress), options)
 
     @property
@@ -136,7 +156,9 @@ class TorchEngine(Engine):
         cls = getattr(D, _PIPELINES[kind].format(xl="XL" if self.xl else ""))
         extra = {"controlnet": self.controlnet} if kind.startswith("control") else {}
         # from_pipe shares the weights; without torch_dtype it casts the shared UNet to fp32
-        pipe = self.base if kind == "txt2img" else cls.from_pipe(self.base, torch_dtype=dtype_of(self.dtype_name), **extra)
+        pipe = (
+            self.base if kind == "txt2img" else cls.from_pipe(self.base, torch_dtype=dtype_of(self.dtype_name), **extra)
+        )
         pipe.set_progress_bar_config(disable=True)
         self._variants[kind] = pipe
         return pipe
@@ -207,8 +229,12 @@ class TorchEngine(Engine):
         torch = import_torch()
         s = r.sampling
         kw: dict[str, Any] = dict(
-            prompt=r.prompt, negative_prompt=r.negative_prompt or None, num_inference_steps=s.steps,
-            guidance_scale=s.cfg_scale, num_images_per_prompt=r.batch, output_type="pil",
+            prompt=r.prompt,
+            negative_prompt=r.negative_prompt or None,
+            num_inference_steps=s.steps,
+            guidance_scale=s.cfg_scale,
+            num_images_per_prompt=r.batch,
+            output_type="pil",
             generator=[torch.Generator("cpu").manual_seed(int(r.seed) + i) for i in range(r.batch)],
             callback_on_step_end=self._on_step_end(hooks, s.steps),
         )
@@ -220,8 +246,11 @@ class TorchEngine(Engine):
                 kw["mask_image"] = r.init.mask
         if r.control is not None:
             kw["image" if r.init is None else "control_image"] = r.control.image
-            kw.update(controlnet_conditioning_scale=r.control.strength, control_guidance_start=float(r.control.start),
-                      control_guidance_end=float(r.control.end))
+            kw.update(
+                controlnet_conditioning_scale=r.control.strength,
+                control_guidance_start=float(r.control.start),
+                control_guidance_end=float(r.control.end),
+            )
         if r.clip_skip > 1:
             kw["clip_skip"] = r.clip_skip - 1  # sd.cpp counts the last layer as 1, diffusers as 0
         if s.eta is not None and "eta" in inspect.signature(pipe.__call__).parameters:

@@ -21,7 +21,8 @@ log = logging.getLogger("gouache.torch")
 
 #: Families this engine loads (family value of gouache.inspect -> its config folder).
 SUPPORTED: MappingProxyType[str, str] = MappingProxyType(
-    {"sd1": "sd1", "sd1_inpaint": "sd1_inpaint", "sd2": "sd2", "sdxl": "sdxl", "sdxl_inpaint": "sdxl_inpaint"})
+    {"sd1": "sd1", "sd1_inpaint": "sd1_inpaint", "sd2": "sd2", "sdxl": "sdxl", "sdxl_inpaint": "sdxl_inpaint"}
+)
 #: Part files the torch engine never takes (its checkpoints hold their own text encoders).
 _PART_FILES = ("clip_l", "clip_g", "t5xxl", "photo_maker", "high_noise_diffusion_model")
 
@@ -45,7 +46,9 @@ def _tiny_vae(path: Path, dtype):
     state = load_file(str(path))
     missing, unexpected = vae.load_state_dict(state, strict=False)
     if missing:
-        raise InvalidInputError(f"TAESD file {str(path)!r} does not match diffusers' AutoencoderTiny (missing {missing[:3]})")
+        raise InvalidInputError(
+            f"TAESD file {str(path)!r} does not match diffusers' AutoencoderTiny (missing {missing[:3]})"
+        )
     return vae.to(dtype)
 
 
@@ -69,8 +72,18 @@ def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
     return {k: cast(v) for k, v in state.items() if hasattr(v, "is_floating_point")}
 
 
-_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_ST_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 
 def _read_safetensors(path: Path):
@@ -86,8 +99,10 @@ def _read_safetensors(path: Path):
         for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
             dtype = getattr(torch, _ST_DTYPES.get(info["dtype"], ""), None)
             if dtype is None:
-                raise InvalidInputError(f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which the torch engine"
-                                        f" does not read (allowed: {', '.join(_ST_DTYPES)})")
+                raise InvalidInputError(
+                    f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which the torch engine"
+                    f" does not read (allowed: {', '.join(_ST_DTYPES)})"
+                )
             start, end = info["data_offsets"]
             shape = tuple(info["shape"])
             if end == start:
@@ -124,10 +139,13 @@ def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
             continue
         cls = getattr(D if lib == "diffusers" else transformers, cls_name)
         if name in ("unet", "vae"):
-            parts[name] = cls.from_single_file(ckpt, config=str(cfg), subfolder=name, local_files_only=True, torch_dtype=dtype)
+            parts[name] = cls.from_single_file(
+                ckpt, config=str(cfg), subfolder=name, local_files_only=True, torch_dtype=dtype
+            )
         elif name.startswith("text_encoder"):
-            parts[name] = create_diffusers_clip_model_from_ldm(cls, ckpt, subfolder=name, config=str(cfg),
-                                                               torch_dtype=dtype, local_files_only=True)
+            parts[name] = create_diffusers_clip_model_from_ldm(
+                cls, ckpt, subfolder=name, config=str(cfg), torch_dtype=dtype, local_files_only=True
+            )
         else:  # tokenizers and the scheduler: small files in the config folder
             parts[name] = cls.from_pretrained(str(cfg), subfolder=name, local_files_only=True)
     del ckpt
@@ -151,30 +169,37 @@ def _load_controlnet(path: Path, cfg: Path, dtype):
             model = D.ControlNetModel.from_config(json.loads((cfg / "controlnet" / "config.json").read_text()))
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
-            raise InvalidInputError(f"ControlNet {str(path)!r} does not match this model family's ControlNet"
-                                    f" (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+            raise InvalidInputError(
+                f"ControlNet {str(path)!r} does not match this model family's ControlNet"
+                f" (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+            )
         return model.to(dtype)
-    return D.ControlNetModel.from_single_file(state, config=str(cfg), subfolder="controlnet",
-                                              local_files_only=True, torch_dtype=dtype)
+    return D.ControlNetModel.from_single_file(
+        state, config=str(cfg), subfolder="controlnet", local_files_only=True, torch_dtype=dtype
+    )
 
 
 def config_family(files: ModelFiles) -> str:
     """The config folder for ``files``, or :class:`~gouache.InvalidInputError` saying why the
     torch engine cannot load them."""
     if files.model is None:
-        raise InvalidInputError("the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
-                                " for models shipped as parts (diffusion_model=...)")
+        raise InvalidInputError(
+            "the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
+            " for models shipped as parts (diffusion_model=...)"
+        )
     if sniff(files.model) == "gguf":
         raise InvalidInputError("the torch engine does not load GGUF files; use engine='sdcpp'")
     for name in _PART_FILES:
         if getattr(files, name) is not None:
-            raise InvalidInputError(f"the torch engine does not take {name}= (the checkpoint holds its text encoders);"
-                                    " use engine='sdcpp'")
+            raise InvalidInputError(
+                f"the torch engine does not take {name}= (the checkpoint holds its text encoders); use engine='sdcpp'"
+            )
     info = inspect(files.model)
     family = info.family.value
     if family not in SUPPORTED:
-        raise InvalidInputError(f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)}"
-                                " (use engine='sdcpp')")
+        raise InvalidInputError(
+            f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)} (use engine='sdcpp')"
+        )
     return "sd2_v" if family == "sd2" and info.variant == "768-v" else SUPPORTED[family]
 
 
@@ -207,8 +232,13 @@ def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load
     torch.set_num_threads(threads or physical_cores())
     precision = choose_precision(options.precision)
     dtype = dtype_of(precision.dtype)
-    log.info("torch engine: %s, %s (%s), %d threads", precision.device, precision.dtype, precision.reason,
-             torch.get_num_threads())
+    log.info(
+        "torch engine: %s, %s (%s), %d threads",
+        precision.device,
+        precision.dtype,
+        precision.reason,
+        torch.get_num_threads(),
+    )
     cfg = config_dir(cfg_family)
     pipe_cls = D.StableDiffusionXLPipeline if family.startswith("sdxl") else D.StableDiffusionPipeline
     t0 = time.perf_counter()
@@ -221,8 +251,9 @@ def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load
     pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
     progress(1)
     if files.vae is not None:
-        pipe.vae = D.AutoencoderKL.from_single_file(str(files.vae), config=str(cfg), subfolder="vae",
-                                                    local_files_only=True, torch_dtype=dtype)
+        pipe.vae = D.AutoencoderKL.from_single_file(
+            str(files.vae), config=str(cfg), subfolder="vae", local_files_only=True, torch_dtype=dtype
+        )
     if files.taesd is not None:
         pipe.vae = _tiny_vae(files.taesd, dtype)
     controlnet = None if files.control_net is None else _load_controlnet(files.control_net, cfg, dtype)

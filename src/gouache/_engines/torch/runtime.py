@@ -26,8 +26,7 @@ def import_torch():
         import torch
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the torch engine needs PyTorch and diffusers ({exc.name} is missing):"
-            ' pip install "gouache[torch]"'
+            f'the torch engine needs PyTorch and diffusers ({exc.name} is missing): pip install "gouache[torch]"'
         ) from None
     return torch
 

@@ -23,7 +23,7 @@ class _CEnum(enum.IntEnum):
         return C_SPELLINGS[cls]
 
     @classmethod
-    def c_name(cls, member: "_CEnum") -> str:
+    def c_name(cls, member: _CEnum) -> str:
         _, prefix, suffix, _ = cls.c_spelling()
         return f"{prefix}{member.name}{suffix}"
 
@@ -41,7 +41,7 @@ class _CEnum(enum.IntEnum):
         return [m.engine_name for m in cls]
 
     @classmethod
-    def parse(cls, value: "str | int | _CEnum"):
+    def parse(cls, value: str | int | _CEnum):
         """An enum member from a member, an int, or a name (parsed by the engine's converter).
 
         Unknown values raise :class:`~gouache.InvalidInputError` listing the allowed names.
@@ -63,9 +63,7 @@ class _CEnum(enum.IntEnum):
             for member in cls:
                 if text.lower() in (member.name.lower(), member.engine_name.lower()):
                     return member
-        raise InvalidInputError(
-            f"unknown {cls.__name__} {value!r}; allowed: {', '.join(cls.names())}"
-        )
+        raise InvalidInputError(f"unknown {cls.__name__} {value!r}; allowed: {', '.join(cls.names())}")
 
 
 def _lib():
@@ -76,14 +74,15 @@ def _lib():
 
 class RNGType(_CEnum):
     """Random number generator for the initial noise (CUDA_RNG matches most web UIs, CPU_RNG matches ComfyUI)."""
+
     STD_DEFAULT = 0
     CUDA = 1
     CPU = 2
 
 
-
 class SampleMethod(_CEnum):
-    """Sampler (engine names: euler, euler_a, heun, dpm2, dpm++2s_a, dpm++2m, dpm++2mv2, ipndm, ipndm_v, lcm, ddim_trailing, tcd, res_multistep, res_2s, er_sde)."""
+    """Sampler; the engine's names are gouache's sampler vocabulary (``gouache._vocabulary.SAMPLERS``)."""
+
     EULER = 0
     EULER_A = 1
     HEUN = 2
@@ -101,9 +100,9 @@ class SampleMethod(_CEnum):
     ER_SDE = 14
 
 
-
 class Scheduler(_CEnum):
-    """Sigma schedule (engine names: discrete, karras, exponential, ays, gits, sgm_uniform, simple, smoothstep, kl_optimal, lcm, bong_tangent)."""
+    """Sigma schedule; the engine's names are gouache's vocabulary (``gouache._vocabulary.SCHEDULERS``)."""
+
     DISCRETE = 0
     KARRAS = 1
     EXPONENTIAL = 2
@@ -117,9 +116,9 @@ class Scheduler(_CEnum):
     BONG_TANGENT = 10
 
 
-
 class Prediction(_CEnum):
     """What the model predicts (eps, v, edm_v, flow, flux_flow, flux2_flow); normally detected from the file."""
+
     EPS = 0
     V = 1
     EDM_V = 2
@@ -128,9 +127,9 @@ class Prediction(_CEnum):
     FLUX2_FLOW = 5
 
 
-
 class SDType(_CEnum):
     """Weight type (ggml type): f32, f16, bf16, q8_0, q4_0, q4_k ... as in GGUF files."""
+
     F32 = 0
     F16 = 1
     Q4_0 = 2
@@ -166,35 +165,35 @@ class SDType(_CEnum):
     NVFP4 = 40
 
 
-
 class LogLevel(_CEnum):
     """Level of an engine log line (mapped onto ``logging`` levels on the ``gouache.engine`` logger)."""
+
     DEBUG = 0
     INFO = 1
     WARN = 2
     ERROR = 3
 
 
-
 class PreviewMode(_CEnum):
     """How previews are decoded: none, proj (fast latent projection), tae (tiny autoencoder), vae (full VAE)."""
+
     NONE = 0
     PROJ = 1
     TAE = 2
     VAE = 3
 
 
-
 class LoraApplyMode(_CEnum):
     """When LoRAs are applied: auto, immediately (merged into weights), at_runtime (kept separate)."""
+
     AUTO = 0
     IMMEDIATELY = 1
     AT_RUNTIME = 2
 
 
-
 class CacheMode(_CEnum):
     """Step/feature cache: disabled, easycache, ucache, dbcache, taylorseer, cache_dit, spectrum."""
+
     DISABLED = 0
     EASYCACHE = 1
     UCACHE = 2
@@ -204,9 +203,9 @@ class CacheMode(_CEnum):
     SPECTRUM = 6
 
 
-
 class HiresUpscaler(_CEnum):
     """Hires-fix upscaler: latent variants, lanczos, nearest, or model (ESRGAN file)."""
+
     NONE = 0
     LATENT = 1
     LATENT_NEAREST = 2

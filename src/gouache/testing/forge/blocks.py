@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,7 +41,9 @@ def _resblock(p: str, ch: int, emb: int, out: int) -> Iterator[_Tensor]:
         yield from _conv(f"{p}.skip_connection", ch, out, k=1)
 
 
-def _spatial_transformer(p: str, ch: int, context_dim: int, depth: int = 1, *, linear: bool = False) -> Iterator[_Tensor]:
+def _spatial_transformer(
+    p: str, ch: int, context_dim: int, depth: int = 1, *, linear: bool = False
+) -> Iterator[_Tensor]:
     """SpatialTransformer with ``depth`` blocks; ``linear``: proj_in/proj_out are Linear ([C, C],
     ``use_linear_projection`` as in SD2/SDXL), otherwise 1x1 convs ([C, C, 1, 1], SD1)."""
     proj = (lambda name: _linear(name, ch, ch)) if linear else (lambda name: _conv(name, ch, ch, k=1))
@@ -205,7 +207,9 @@ def _kl_decoder(p: str, ch: int, ch_mult: Sequence[int], num_res_blocks: int, z:
     yield from _conv(f"{p}.conv_out", block_in, 3)
 
 
-def _vae_kl(p: str, ch: int = 128, ch_mult: Sequence[int] = (1, 2, 4, 4), num_res_blocks: int = 2, z: int = 4) -> Iterator[_Tensor]:
+def _vae_kl(
+    p: str, ch: int = 128, ch_mult: Sequence[int] = (1, 2, 4, 4), num_res_blocks: int = 2, z: int = 4
+) -> Iterator[_Tensor]:
     """The ldm KL autoencoder: encoder, quant convs, decoder (the order of the files' tensors)."""
     yield from _kl_encoder(f"{p}.encoder", ch, ch_mult, num_res_blocks, z)
     yield from _conv(f"{p}.quant_conv", 2 * z, 2 * z, k=1)

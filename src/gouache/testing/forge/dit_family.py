@@ -13,12 +13,23 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from .blocks import _clip_l, _conv, _fan_in_std, _kl_decoder, _kl_encoder, _linear, _MID_GREY, _norm
-from .io import _ONES, _STD, FORGE_VERSION, _check_dtype, _positive, _spec_path, _Tensor, _write_safetensors, cache_dir, make
-
+from .blocks import _MID_GREY, _clip_l, _conv, _fan_in_std, _kl_decoder, _kl_encoder, _linear, _norm
+from .io import (
+    _ONES,
+    _STD,
+    FORGE_VERSION,
+    _check_dtype,
+    _positive,
+    _spec_path,
+    _Tensor,
+    _write_safetensors,
+    cache_dir,
+    make,
+)
 
 # ---- Flux (black-forest-labs reference names), mirrors flux.hpp
 
@@ -81,8 +92,17 @@ def _flux_ae(decoder_ch: int = 128) -> Iterator[_Tensor]:
 # ---- Wan 2.1 DiT (Wan-Video reference names), mirrors wan.hpp
 
 #: Wan 2.1 T2V 1.3B hyper-parameters as the engine sets them for a 30-block file.
-WAN21_1_3B = {"dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 30, "in_dim": 16, "out_dim": 16,
-              "text_dim": 4096, "freq_dim": 256, "patch_size": (1, 2, 2)}
+WAN21_1_3B = {
+    "dim": 1536,
+    "ffn_dim": 8960,
+    "num_heads": 12,
+    "num_layers": 30,
+    "in_dim": 16,
+    "out_dim": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "patch_size": (1, 2, 2),
+}
 
 
 def _wan_attention(p: str, dim: int) -> Iterator[_Tensor]:
@@ -92,8 +112,17 @@ def _wan_attention(p: str, dim: int) -> Iterator[_Tensor]:
     yield f"{p}.norm_k.weight", (dim,), _ONES
 
 
-def _wan(dim: int, ffn_dim: int, num_layers: int, in_dim: int, out_dim: int, text_dim: int, freq_dim: int,
-         patch_size: Sequence[int], **_: Any) -> Iterator[_Tensor]:
+def _wan(
+    dim: int,
+    ffn_dim: int,
+    num_layers: int,
+    in_dim: int,
+    out_dim: int,
+    text_dim: int,
+    freq_dim: int,
+    patch_size: Sequence[int],
+    **_: Any,
+) -> Iterator[_Tensor]:
     pt, ph, pw = patch_size
     yield "patch_embedding.weight", (dim, in_dim, pt, ph, pw), _STD  # Conv3d
     yield "patch_embedding.bias", (dim,), _STD
@@ -159,11 +188,11 @@ def _taehv(z: int = 16, encoder: bool = True) -> Iterator[_Tensor]:
 
 
 BUILDERS = {
-        "flux": lambda s: _flux(s.get("hidden", 256), s.get("depth", 1), s.get("depth_single", 1), s.get("guidance", True)),
-        "flux_vae": lambda s: _flux_ae(s.get("decoder_ch", 128)),
-        "clip_l": lambda s: _clip_l("text_model"),
-        "wan21_t2v": lambda s: _wan(**WAN21_1_3B),
-        "taehv": lambda s: _taehv(encoder=s.get("encoder", True)),
+    "flux": lambda s: _flux(s.get("hidden", 256), s.get("depth", 1), s.get("depth_single", 1), s.get("guidance", True)),
+    "flux_vae": lambda s: _flux_ae(s.get("decoder_ch", 128)),
+    "clip_l": lambda s: _clip_l("text_model"),
+    "wan21_t2v": lambda s: _wan(**WAN21_1_3B),
+    "taehv": lambda s: _taehv(encoder=s.get("encoder", True)),
 }
 
 
@@ -172,7 +201,13 @@ def _make(kind: str, spec: dict) -> Path:
 
 
 def flux(
-    *, dtype: str = "f16", seed: int = 0, depth: int = 1, depth_single: int = 1, hidden: int = 256, guidance: bool = True
+    *,
+    dtype: str = "f16",
+    seed: int = 0,
+    depth: int = 1,
+    depth_single: int = 1,
+    hidden: int = 256,
+    guidance: bool = True,
 ) -> Path:
     """A small Flux.1 DiT, diffusion-model-only file (pass it as ``diffusion_model_path``).
 
@@ -247,8 +282,13 @@ def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
     engine_type = SDType.parse(wtype).engine_name
     src_spec = {"dtype": "f16", "seed": int(seed)}
     src_path = _spec_path("wan21_t2v", src_spec)
-    spec = {"base": "wan21_t2v", "wtype": engine_type, "seed": int(seed), "source": src_path.name,
-            "forge_version": FORGE_VERSION}
+    spec = {
+        "base": "wan21_t2v",
+        "wtype": engine_type,
+        "seed": int(seed),
+        "source": src_path.name,
+        "forge_version": FORGE_VERSION,
+    }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / f"gguf_wan21_t2v_{engine_type}-{digest}.gguf"
     if path.exists():
@@ -260,11 +300,17 @@ def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{src_path.name}.", suffix=".src.safetensors")
         os.close(fd)
         tmp_src = Path(name)
-        canonical = json.dumps({**src_spec, "kind": "wan21_t2v", "forge_version": FORGE_VERSION},
-                               sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(
+            {**src_spec, "kind": "wan21_t2v", "forge_version": FORGE_VERSION}, sort_keys=True, separators=(",", ":")
+        )
         try:
-            _write_safetensors(tmp_src, list(BUILDERS["wan21_t2v"](src_spec)), dtype="f16", seed=int(seed),
-                               metadata={"gouache.forge": "wan21_t2v", "gouache.forge.spec": canonical})
+            _write_safetensors(
+                tmp_src,
+                list(BUILDERS["wan21_t2v"](src_spec)),
+                dtype="f16",
+                seed=int(seed),
+                metadata={"gouache.forge": "wan21_t2v", "gouache.forge.spec": canonical},
+            )
         except BaseException:
             tmp_src.unlink(missing_ok=True)
             raise

@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, List, Tuple, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -23,8 +24,8 @@ _ONES = "ones"
 
 # A tensor description: (name, shape, init).  ``init`` is a float standard deviation
 # (normal, mean 0), ``"ones"``, ``("fill", value)`` or ``("normal", mean, std)``.
-_Init = Union[float, str, Tuple[Any, ...]]
-_Tensor = Tuple[str, Tuple[int, ...], _Init]
+_Init = float | str | tuple[Any, ...]
+_Tensor = tuple[str, tuple[int, ...], _Init]
 
 _DTYPES = {
     "f16": (np.dtype("<f2"), "F16"),  # safetensors data is little-endian
@@ -43,7 +44,7 @@ def cache_dir() -> Path:
     return path
 
 
-def spec_of(path: Union[str, os.PathLike]) -> dict:
+def spec_of(path: str | os.PathLike) -> dict:
     """Return the spec a forged file was made from (read from its safetensors metadata).
 
     Raises ``ValueError`` if the file was not written by the forge.
@@ -78,8 +79,9 @@ def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> P
     if path.exists():
         return path
     metadata = {"gouache.forge": kind, "gouache.forge.spec": _canonical(kind, spec)}
-    _write_safetensors(path, list(tensors()), dtype=spec.get("dtype", "f32"), seed=int(spec.get("seed", 0)),
-                       metadata=metadata)
+    _write_safetensors(
+        path, list(tensors()), dtype=spec.get("dtype", "f32"), seed=int(spec.get("seed", 0)), metadata=metadata
+    )
     return path
 
 
@@ -117,7 +119,7 @@ def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _write_safetensors(path: Path, tensors: List[_Tensor], *, dtype: str, seed: int, metadata: dict) -> None:
+def _write_safetensors(path: Path, tensors: list[_Tensor], *, dtype: str, seed: int, metadata: dict) -> None:
     """Stream tensors into a safetensors file through gouache's one safetensors writer (atomic;
     a file another process finished first is replaced by the same bytes).
 
@@ -126,8 +128,10 @@ def _write_safetensors(path: Path, tensors: List[_Tensor], *, dtype: str, seed: 
     """
     np_dtype, st_dtype = _DTYPES[dtype]
     itemsize = np.dtype(np_dtype).itemsize
-    entries = [(name, st_dtype, shape, (int(np.prod(shape, dtype=np.int64)) if shape else 1) * itemsize)
-               for name, shape, _ in tensors]
+    entries = [
+        (name, st_dtype, shape, (int(np.prod(shape, dtype=np.int64)) if shape else 1) * itemsize)
+        for name, shape, _ in tensors
+    ]
 
     def write_data(f: BinaryIO) -> None:
         workers = max(1, min(4, os.cpu_count() or 1))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, List, Sequence, Tuple
 
 from .blocks import _chain, _clip_l, _controlnet_sd1, _esrgan, _taesd, _unet, _vae_kl
 from .io import FORGE_VERSION, _check_dtype, _Tensor, cache_dir, make
-
 
 _UNET = "model.diffusion_model"
 _CLIP = "cond_stage_model.transformer.text_model"
@@ -21,7 +20,7 @@ _TARGETS = ("unet", "te", "all")
 _LORA_BASES = ("sd1", "sd1_tiny")
 
 
-def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> List[Tuple[str, int, int]]:
+def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> list[tuple[str, int, int]]:
     """(module path, in_features, out_features) of the linear layers whose name contains a marker."""
     mods = []
     for name, shape, _ in tensors:
@@ -57,7 +56,7 @@ def _lora_key(module: str, naming: str) -> str:
 
 
 def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
-    mods: List[Tuple[str, int, int]] = []
+    mods: list[tuple[str, int, int]] = []
     if target in ("unet", "all"):
         mods += _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), (".attn1.", ".attn2."))
     if target in ("te", "all"):
@@ -135,9 +134,7 @@ def esrgan_x4(*, seed: int = 0) -> Path:
     return _make("esrgan_x4", {"dtype": "f32", "seed": int(seed), "num_block": 1})
 
 
-def lora_sd1(
-    *, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet", base: str = "sd1"
-) -> Path:
+def lora_sd1(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet", base: str = "sd1") -> Path:
     """LoRA (f32) on the attention/MLP projections of :func:`sd1` (or ``base="sd1_tiny"``).
 
     ``naming="kohya"``: ``lora_unet_down_blocks_0_attentions_0_..._attn1_to_q.lora_up.weight`` and

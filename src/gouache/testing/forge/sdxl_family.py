@@ -3,13 +3,12 @@ in diffusers' layout, and an SDXL UNet alone in diffusers' layout (as SDXL-Light
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .blocks import _chain, _clip_l, _conv, _linear, _norm, _resblock, _spatial_transformer, _vae_kl
 from .io import _STD, _check_dtype, _Tensor, make
 from .sd1_family import _UNET, _VAE, _ldm_to_diffusers_block
-
 
 _SDXL_CONTEXT = 2048  # CLIP-L (768) + OpenCLIP bigG (1280) hidden states, concatenated
 _SDXL_ADM = 2816  # label_emb input: bigG pooled (1280) + 6 size/crop embeddings of 256
@@ -114,8 +113,9 @@ def _controlnet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
             ch = mult * mc
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT,
-                                                   _SDXL_TRANSFORMER_DEPTH[i], linear=False)
+                yield from _spatial_transformer(
+                    f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[i], linear=False
+                )
             yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
         if i != len(_SDXL_CHANNEL_MULT) - 1:
             idx += 1
@@ -161,8 +161,9 @@ def _controlnet_sdxl_diffusers(model_channels: int = 320) -> Iterator[_Tensor]:
             yield from _diffusers_resnet(f"down_blocks.{i}.resnets.{j}", ch, emb, mult * mc)
             ch = mult * mc
             if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer(f"down_blocks.{i}.attentions.{j}", ch, _SDXL_CONTEXT,
-                                                   _SDXL_TRANSFORMER_DEPTH[i], linear=True)
+                yield from _spatial_transformer(
+                    f"down_blocks.{i}.attentions.{j}", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[i], linear=True
+                )
             yield from _conv(f"controlnet_down_blocks.{zero}", ch, ch, k=1)
             zero += 1
         if i != len(_SDXL_CHANNEL_MULT) - 1:
@@ -171,15 +172,17 @@ def _controlnet_sdxl_diffusers(model_channels: int = 320) -> Iterator[_Tensor]:
             zero += 1
             ds *= 2
     yield from _diffusers_resnet("mid_block.resnets.0", ch, emb, ch)
-    yield from _spatial_transformer("mid_block.attentions.0", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=True)
+    yield from _spatial_transformer(
+        "mid_block.attentions.0", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=True
+    )
     yield from _diffusers_resnet("mid_block.resnets.1", ch, emb, ch)
     yield from _conv("controlnet_mid_block", ch, ch, k=1)
 
 
 BUILDERS = {
-        "sdxl": lambda s: _chain(_unet_sdxl(_UNET), _clip_l(_SDXL_CLIP_L), _open_clip_bigg(_SDXL_CLIP_G), _vae_kl(_VAE)),
-        "controlnet_sdxl": lambda s: _controlnet_sdxl("control_model"),
-        "controlnet_sdxl_diffusers": lambda s: _controlnet_sdxl_diffusers(),
+    "sdxl": lambda s: _chain(_unet_sdxl(_UNET), _clip_l(_SDXL_CLIP_L), _open_clip_bigg(_SDXL_CLIP_G), _vae_kl(_VAE)),
+    "controlnet_sdxl": lambda s: _controlnet_sdxl("control_model"),
+    "controlnet_sdxl_diffusers": lambda s: _controlnet_sdxl_diffusers(),
 }
 BUILDERS["sdxl_unet_diffusers"] = lambda s: _unet_sdxl_diffusers()
 
@@ -225,12 +228,22 @@ def controlnet_sdxl_diffusers(*, dtype: str = "f16", seed: int = 0) -> Path:
 # ---- a UNet published alone in the diffusers layout (SDXL-Lightning's *_unet.safetensors)
 
 _TO_DIFFUSERS_FIXED = {
-    "time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
-    "label_emb.0.0": "add_embedding.linear_1", "label_emb.0.2": "add_embedding.linear_2",
-    "input_blocks.0.0": "conv_in", "out.0": "conv_norm_out", "out.2": "conv_out",
+    "time_embed.0": "time_embedding.linear_1",
+    "time_embed.2": "time_embedding.linear_2",
+    "label_emb.0.0": "add_embedding.linear_1",
+    "label_emb.0.2": "add_embedding.linear_2",
+    "input_blocks.0.0": "conv_in",
+    "out.0": "conv_norm_out",
+    "out.2": "conv_out",
 }
-_TO_DIFFUSERS_RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-                        "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
+_TO_DIFFUSERS_RESNET = {
+    "in_layers.0": "norm1",
+    "in_layers.2": "conv1",
+    "emb_layers.1": "time_emb_proj",
+    "out_layers.0": "norm2",
+    "out_layers.3": "conv2",
+    "skip_connection": "conv_shortcut",
+}
 
 
 def _ldm_unet_name_to_diffusers(name: str) -> str:
