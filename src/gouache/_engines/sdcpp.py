@@ -73,6 +73,13 @@ def _preview_adapter(hooks: Hooks):
     return (lambda pv: fn(pv.step, [f.to_pil() for f in pv.frames])), options
 
 
+def _run(generate, params: Any, hooks: Hooks) -> list[Any]:
+    """One generation on the context with the hooks attached; the results as PIL images."""
+    preview, preview_options = _preview_adapter(hooks)
+    out = generate(params, progress=_progress_adapter(hooks.progress), preview=preview, preview_options=preview_options)
+    return [im.to_pil() for im in out]
+
+
 # --------------------------------------------------------------------------- request -> parameters
 
 
@@ -279,26 +286,12 @@ class SdcppEngine(Engine):
                 " (use engine='torch' for start/end control)",
                 (control.start, control.end),
             )
-        preview, preview_options = _preview_adapter(hooks)
-        images = self.ctx.generate_image(
-            image_params(r, self.options),
-            progress=_progress_adapter(hooks.progress),
-            preview=preview,
-            preview_options=preview_options,
-        )
-        return [im.to_pil() for im in images]
+        return _run(self.ctx.generate_image, image_params(r, self.options), hooks)
 
     def generate_video(self, r: VideoRequest, hooks: Hooks) -> list[Any]:
         if not self.can_generate_video:
             raise InvalidInputError("this model cannot generate video (load a Wan model for video)")
-        preview, preview_options = _preview_adapter(hooks)
-        frames = self.ctx.generate_video(
-            video_params(r, self.options),
-            progress=_progress_adapter(hooks.progress),
-            preview=preview,
-            preview_options=preview_options,
-        )
-        return [f.to_pil() for f in frames]
+        return _run(self.ctx.generate_video, video_params(r, self.options), hooks)
 
     def close(self) -> None:
         self.ctx.close()

@@ -70,10 +70,9 @@ class ModelLabel:
     engine: str
 
 
-def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...], model: ModelLabel) -> dict[str, Any]:
-    """Every value one image generation used, engine-neutral (``GenerationResult.parameters``)."""
+def _common(r: ImageRequest | VideoRequest, model: ModelLabel) -> dict[str, Any]:
     s = r.sampling
-    p: dict[str, Any] = {
+    return {
         "prompt": r.prompt,
         "negative_prompt": r.negative_prompt,
         "steps": s.steps,
@@ -81,15 +80,22 @@ def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...]
         "scheduler": s.scheduler or "default",
         "cfg_scale": s.cfg_scale,
         "seed": r.seed,
-        "width": geometry.width,
-        "height": geometry.height,
-        "batch": r.batch,
         "model": model.name,
-        "family": model.family,
         "engine": model.engine,
-        "clip_skip": r.clip_skip,
-        "loras": [(str(lora.path), lora.weight) for lora in r.loras],
     }
+
+
+def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...], model: ModelLabel) -> dict[str, Any]:
+    """Every value one image generation used, engine-neutral (``GenerationResult.parameters``)."""
+    p = _common(r, model)
+    p.update(
+        width=geometry.width,
+        height=geometry.height,
+        batch=r.batch,
+        family=model.family,
+        clip_skip=r.clip_skip,
+        loras=[(str(lora.path), lora.weight) for lora in r.loras],
+    )
     if r.init is not None:
         p["strength"] = r.init.strength
     if r.control is not None:
@@ -101,18 +107,4 @@ def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...]
 
 def video_parameters(r: VideoRequest, model: ModelLabel) -> dict[str, Any]:
     """Every value one video generation used (``VideoResult.parameters``)."""
-    s = r.sampling
-    return {
-        "prompt": r.prompt,
-        "negative_prompt": r.negative_prompt,
-        "width": r.width,
-        "height": r.height,
-        "frames": r.frames,
-        "steps": s.steps,
-        "cfg_scale": s.cfg_scale,
-        "sampler": s.sampler or "default",
-        "scheduler": s.scheduler or "default",
-        "seed": r.seed,
-        "model": model.name,
-        "engine": model.engine,
-    }
+    return {**_common(r, model), "width": r.width, "height": r.height, "frames": r.frames}

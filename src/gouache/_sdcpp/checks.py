@@ -186,15 +186,20 @@ def _check_extras(g: SDImageGenParams) -> None:
     CacheMode.parse(g.cache.mode)
 
 
+def _check_common(p: SDImageGenParams | SDVideoGenParams) -> None:
+    """The fields image and video generation share."""
+    _check_size(p.width, p.height)
+    check_sample_params(p.sample_params)
+    check("strength", p.strength, "fraction")
+    check("seed", p.seed, "seed")
+    _check_loras(p.loras)
+
+
 def check_image_gen(g: SDImageGenParams, *, vae_decode_only: bool) -> None:
-    _check_size(g.width, g.height)
-    check_sample_params(g.sample_params)
-    check("strength", g.strength, "fraction")
+    _check_common(g)
     check("control_strength", g.control_strength, "control_strength")
     check("batch_count", g.batch_count, "batch")
-    check("seed", g.seed, "seed")
     check("clip_skip", g.clip_skip, "clip_skip")
-    _check_loras(g.loras)
     if g.init_image is not None:
         _encodes("init_image (img2img)", vae_decode_only)
     if g.ref_images:
@@ -206,15 +211,11 @@ def check_image_gen(g: SDImageGenParams, *, vae_decode_only: bool) -> None:
 
 
 def check_video_gen(v: SDVideoGenParams, *, vae_decode_only: bool) -> None:
-    _check_size(v.width, v.height)
-    check_sample_params(v.sample_params)
+    _check_common(v)
     check_sample_params(v.high_noise_sample_params, "high_noise_sample_params", allow_unset_steps=True)
-    check("strength", v.strength, "fraction")
     check("moe_boundary", v.moe_boundary, "fraction")
     check("vace_strength", v.vace_strength, "control_strength")
     check("video_frames", v.video_frames, "frames")
-    check("seed", v.seed, "seed")
-    _check_loras(v.loras)
     if v.init_image is not None:
         _encodes("init_image", vae_decode_only)
     if v.end_image is not None:

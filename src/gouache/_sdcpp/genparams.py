@@ -19,7 +19,7 @@ from .params import (
     SDPhotoMakerParams,
     SDSampleParams,
     SDTilingParams,
-    _dispatch_lib,
+    _engine_defaults,
     _struct_repr,
     _text,
 )
@@ -97,8 +97,7 @@ class SDImageGenParams:
 
     def _lower(self) -> Lowered[_native.sd_img_gen_params_t]:
         keep: list[Any] = []
-        c = _native.sd_img_gen_params_t()
-        _dispatch_lib().sd_img_gen_params_init(ctypes.byref(c))
+        c = _engine_defaults(_native.sd_img_gen_params_t)
         _fill_common(c, self, keep)
         ptr, n = c_image_array(self.ref_images, 3, "ref_images", keep)
         if ptr is not None:
@@ -146,8 +145,7 @@ class SDVideoGenParams:
 
     def _lower(self) -> Lowered[_native.sd_vid_gen_params_t]:
         keep: list[Any] = []
-        c = _native.sd_vid_gen_params_t()
-        _dispatch_lib().sd_vid_gen_params_init(ctypes.byref(c))
+        c = _engine_defaults(_native.sd_vid_gen_params_t)
         _fill_common(c, self, keep)
         c.end_image = c_image(self.end_image, 3, "end_image", keep)
         ptr, n = c_image_array(self.control_frames, 3, "control_frames", keep)

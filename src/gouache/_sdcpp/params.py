@@ -68,6 +68,25 @@ def _set(struct: ctypes.Structure, field: str, value: Any) -> None:
         setattr(struct, field, value)
 
 
+def _fill_fields(
+    obj: Any,
+    c: ctypes.Structure,
+    keep: list[Any],
+    *,
+    enums: Mapping[str, type] | None = None,
+    texts: frozenset[str] | set[str] = frozenset(),
+) -> None:
+    """Copy every field of a dataclass into the same-named field of its C struct: enum fields
+    parsed to their value, text fields encoded (and kept alive in ``keep``)."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if enums and f.name in enums:
+            v = int(enums[f.name].parse(v))
+        elif f.name in texts:
+            v = _text(v, keep)
+        setattr(c, f.name, v)
+
+
 def _enum(cls: type[_native._CEnum], value: Any) -> int | None:
     return None if value is None else int(cls.parse(value))
 
@@ -75,6 +94,14 @@ def _enum(cls: type[_native._CEnum], value: Any) -> int | None:
 def _engine_str(fn_name: str, lowered: Lowered[Any]) -> str:
     fn = getattr(_dispatch_lib(), fn_name)
     return take_string(fn(lowered.ref))
+
+
+def _engine_defaults(struct_type: type[S]) -> S:
+    """A struct filled with the engine's own defaults (its ``*_init`` function)."""
+    c = struct_type()
+    init = struct_type.__name__.removesuffix("_t") + "_init"
+    getattr(_dispatch_lib(), init)(ctypes.byref(c))
+    return c
 
 
 def _dispatch_lib():
@@ -129,8 +156,7 @@ class SDTilingParams:
     rel_size_y: float = 0.0
 
     def _fill(self, c: _native.sd_tiling_params_t) -> None:
-        for f in dataclasses.fields(self):
-            setattr(c, f.name, getattr(self, f.name))
+        _fill_fields(self, c, [])
 
 
 @dataclasses.dataclass
@@ -163,13 +189,7 @@ class SDCacheParams:
     spectrum_stop_percent: float = 0.9
 
     def _fill(self, c: _native.sd_cache_params_t, keep: list[Any]) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "mode":
-                v = int(CacheMode.parse(v))
-            elif f.name == "scm_mask":
-                v = _text(v, keep)
-            setattr(c, f.name, v)
+        _fill_fields(self, c, keep, enums={"mode": CacheMode}, texts={"scm_mask"})
 
 
 @dataclasses.dataclass
@@ -187,13 +207,7 @@ class SDHiresParams:
     upscale_tile_size: int = 128
 
     def _fill(self, c: _native.sd_hires_params_t, keep: list[Any]) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "upscaler":
-                v = int(HiresUpscaler.parse(v))
-            elif f.name == "model_path":
-                v = _text(v, keep)
-            setattr(c, f.name, v)
+        _fill_fields(self, c, keep, enums={"upscaler": HiresUpscaler}, texts={"model_path"})
 
 
 @dataclasses.dataclass
@@ -300,8 +314,7 @@ class SDContextParams:
 
     def _lower(self) -> Lowered[_native.sd_ctx_params_t]:
         keep: list[Any] = []
-        c = _native.sd_ctx_params_t()
-        _dispatch_lib().sd_ctx_params_init(ctypes.byref(c))
+        c = _engine_defaults(_native.sd_ctx_params_t)
         for name in self.PATH_FIELDS:
             setattr(c, name, _text(getattr(self, name), keep))
         embs = self.embedding_list()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -67,6 +68,128 @@ def _spatial_transformer(
     yield from proj(f"{p}.proj_out")
 
 
+@dataclasses.dataclass(frozen=True)
+class UNetShape:
+    """The hyper-parameters of an ldm UNet, and of the ControlNet built from its encoder.
+
+    ``attention_at``: the downsampling factors with a SpatialTransformer; ``depth``: transformer
+    blocks per level (``None``: one; the middle block uses the last); ``linear``: Linear
+    proj_in/proj_out (SD2/SDXL) instead of 1x1 convs; ``adm_in``: ``label_emb`` input width
+    (SDXL 2816, else none); ``tiny``: the distilled UNets' block numbering, no middle block."""
+
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attention_at: tuple[int, ...] = (4, 2, 1)
+    context_dim: int = 768
+    depth: tuple[int, ...] | None = None
+    linear: bool = False
+    adm_in: int = 0
+    tiny: bool = False
+    model_channels: int = 320
+    in_channels: int = 4
+    out_channels: int = 4
+
+    def transformer(self, p: str, ch: int, level: int, linear: bool | None = None) -> Iterator[_Tensor]:
+        depth = 1 if self.depth is None else self.depth[level]
+        return _spatial_transformer(p, ch, self.context_dim, depth, linear=self.linear if linear is None else linear)
+
+
+def _embeddings(p: str, s: UNetShape) -> Iterator[_Tensor]:
+    mc, emb = s.model_channels, s.model_channels * 4
+    yield from _linear(f"{p}.time_embed.0", mc, emb)
+    yield from _linear(f"{p}.time_embed.2", emb, emb)
+    if s.adm_in:
+        yield from _linear(f"{p}.label_emb.0.0", s.adm_in, emb)
+        yield from _linear(f"{p}.label_emb.0.2", emb, emb)
+
+
+def _encoder_levels(p: str, s: UNetShape, *, zero_convs: bool = False, linear: bool | None = None):
+    """The input blocks after ``input_blocks.0``; returns ``(channels, downsampling, skip channels)``.
+    ``zero_convs``: the ControlNet's zero convolution after every block."""
+    mc, emb = s.model_channels, s.model_channels * 4
+    chans = [mc]
+    ch, idx, ds = mc, 0, 1
+    for i, mult in enumerate(s.channel_mult):
+        for _ in range(s.num_res_blocks):
+            idx += 1
+            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
+            ch = mult * mc
+            if ds in s.attention_at:
+                yield from s.transformer(f"{p}.input_blocks.{idx}.1", ch, i, linear)
+            if zero_convs:
+                yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
+            chans.append(ch)
+            if s.tiny:
+                idx += 1
+        if i != len(s.channel_mult) - 1:
+            idx += 1
+            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
+            if zero_convs:
+                yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
+            chans.append(ch)
+            ds *= 2
+    return ch, ds, chans
+
+
+def _middle(p: str, s: UNetShape, ch: int, linear: bool | None = None) -> Iterator[_Tensor]:
+    emb = s.model_channels * 4
+    yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
+    yield from s.transformer(f"{p}.middle_block.1", ch, -1, linear)
+    yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
+
+
+def _decoder(p: str, s: UNetShape, ch: int, ds: int, chans: list[int]) -> Iterator[_Tensor]:
+    mc, emb = s.model_channels, s.model_channels * 4
+    oidx = 0
+    for i in range(len(s.channel_mult) - 1, -1, -1):
+        mult = s.channel_mult[i]
+        for j in range(s.num_res_blocks + 1):
+            yield from _resblock(f"{p}.output_blocks.{oidx}.0", ch + chans.pop(), emb, mult * mc)
+            ch = mult * mc
+            up_idx = 1
+            if ds in s.attention_at:
+                yield from s.transformer(f"{p}.output_blocks.{oidx}.1", ch, i)
+                up_idx += 1
+            if i > 0 and j == s.num_res_blocks:
+                if s.tiny:
+                    oidx += 1
+                    if oidx == 2:
+                        up_idx = 1
+                yield from _conv(f"{p}.output_blocks.{oidx}.{up_idx}.conv", ch, ch)
+                ds //= 2
+            oidx += 1
+    yield from _norm(f"{p}.out.0", ch)
+    yield from _conv(f"{p}.out.2", mc, s.out_channels)
+
+
+def unet_of(p: str, s: UNetShape) -> Iterator[_Tensor]:
+    """An ldm UNet (``input_blocks``, ``middle_block``, ``output_blocks``) of shape ``s``."""
+    yield from _embeddings(p, s)
+    yield from _conv(f"{p}.input_blocks.0.0", s.in_channels, s.model_channels)
+    ch, ds, chans = yield from _encoder_levels(p, s)
+    if not s.tiny:
+        yield from _middle(p, s, ch)
+    yield from _decoder(p, s, ch, ds, chans)
+
+
+_HINT = ((0, 3, 16), (2, 16, 16), (4, 16, 32), (6, 32, 32), (8, 32, 96), (10, 96, 96), (12, 96, 256))
+
+
+def controlnet_of(p: str, s: UNetShape) -> Iterator[_Tensor]:
+    """The ControlNet of UNet shape ``s`` as the engine builds it (control.hpp): the encoder half
+    with zero convolutions, the hint block and ``middle_block_out``; its SpatialTransformer
+    projections are always 1x1 convs (control.hpp never switches them to Linear)."""
+    mc = s.model_channels
+    yield from _embeddings(p, s)
+    yield from _conv(f"{p}.input_blocks.0.0", 4, mc)
+    yield from _conv(f"{p}.zero_convs.0.0", mc, mc, k=1)
+    for i, n_in, n_out in [*_HINT, (14, 256, mc)]:
+        yield from _conv(f"{p}.input_hint_block.{i}", n_in, n_out)
+    ch, _, _ = yield from _encoder_levels(p, s, zero_convs=True, linear=False)
+    yield from _middle(p, s, ch, linear=False)
+    yield from _conv(f"{p}.middle_block_out.0", ch, ch, k=1)
+
+
 def _unet(
     p: str,
     *,
@@ -79,61 +202,17 @@ def _unet(
 ) -> Iterator[_Tensor]:
     """SD1-family UNet.  ``tiny``: num_res_blocks=1, channel_mult (1,2,4), no middle block,
     with the odd block numbering stable-diffusion.cpp uses for distilled UNets."""
-    if tiny:
-        num_res_blocks, channel_mult = 1, (1, 2, 4)
-    else:
-        num_res_blocks, channel_mult = 2, (1, 2, 4, 4)
-    mc = model_channels
-    emb = mc * 4
-    yield from _linear(f"{p}.time_embed.0", mc, emb)
-    yield from _linear(f"{p}.time_embed.2", emb, emb)
-    yield from _conv(f"{p}.input_blocks.0.0", in_channels, mc)
-
-    chans = [mc]
-    ch, idx, ds = mc, 0, 1
-    for i, mult in enumerate(channel_mult):
-        for _ in range(num_res_blocks):
-            idx += 1
-            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
-            ch = mult * mc
-            if ds in attention_resolutions:
-                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, context_dim)
-            chans.append(ch)
-            if tiny:
-                idx += 1
-        if i != len(channel_mult) - 1:
-            idx += 1
-            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
-            chans.append(ch)
-            ds *= 2
-
-    if not tiny:
-        yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-        yield from _spatial_transformer(f"{p}.middle_block.1", ch, context_dim)
-        yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
-
-    oidx = 0
-    for i in range(len(channel_mult) - 1, -1, -1):
-        mult = channel_mult[i]
-        for j in range(num_res_blocks + 1):
-            ich = chans.pop()
-            yield from _resblock(f"{p}.output_blocks.{oidx}.0", ch + ich, emb, mult * mc)
-            ch = mult * mc
-            up_idx = 1
-            if ds in attention_resolutions:
-                yield from _spatial_transformer(f"{p}.output_blocks.{oidx}.1", ch, context_dim)
-                up_idx += 1
-            if i > 0 and j == num_res_blocks:
-                if tiny:
-                    oidx += 1
-                    if oidx == 2:
-                        up_idx = 1
-                yield from _conv(f"{p}.output_blocks.{oidx}.{up_idx}.conv", ch, ch)
-                ds //= 2
-            oidx += 1
-
-    yield from _norm(f"{p}.out.0", ch)
-    yield from _conv(f"{p}.out.2", mc, out_channels)
+    shape = UNetShape(
+        channel_mult=(1, 2, 4) if tiny else (1, 2, 4, 4),
+        num_res_blocks=1 if tiny else 2,
+        attention_at=tuple(attention_resolutions),
+        context_dim=context_dim,
+        tiny=tiny,
+        model_channels=model_channels,
+        in_channels=in_channels,
+        out_channels=out_channels,
+    )
+    return unet_of(p, shape)
 
 
 # ---- CLIP ViT-L/14 text model (HF transformers names), mirrors clip.hpp
@@ -269,34 +348,7 @@ def _taesd(p: str, z: int = 4, c: int = 64) -> Iterator[_Tensor]:
 
 
 def _controlnet_sd1(p: str, model_channels: int = 320, context_dim: int = 768) -> Iterator[_Tensor]:
-    mc = model_channels
-    emb = mc * 4
-    channel_mult, num_res_blocks, attention_resolutions = (1, 2, 4, 4), 2, (4, 2, 1)
-    yield from _linear(f"{p}.time_embed.0", mc, emb)
-    yield from _linear(f"{p}.time_embed.2", emb, emb)
-    yield from _conv(f"{p}.input_blocks.0.0", 4, mc)
-    yield from _conv(f"{p}.zero_convs.0.0", mc, mc, k=1)
-    hint = [(0, 3, 16), (2, 16, 16), (4, 16, 32), (6, 32, 32), (8, 32, 96), (10, 96, 96), (12, 96, 256), (14, 256, mc)]
-    for i, n_in, n_out in hint:
-        yield from _conv(f"{p}.input_hint_block.{i}", n_in, n_out)
-    ch, idx, ds = mc, 0, 1
-    for i, mult in enumerate(channel_mult):
-        for _ in range(num_res_blocks):
-            idx += 1
-            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
-            ch = mult * mc
-            if ds in attention_resolutions:
-                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, context_dim)
-            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
-        if i != len(channel_mult) - 1:
-            idx += 1
-            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
-            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
-            ds *= 2
-    yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-    yield from _spatial_transformer(f"{p}.middle_block.1", ch, context_dim)
-    yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
-    yield from _conv(f"{p}.middle_block_out.0", ch, ch, k=1)
+    return controlnet_of(p, UNetShape(context_dim=context_dim, model_channels=model_channels))
 
 
 # ---- ESRGAN RRDBNet (BasicSR / Real-ESRGAN names), mirrors esrgan.hpp

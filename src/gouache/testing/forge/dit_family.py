@@ -9,8 +9,6 @@ text encoders and autoencoders are separate files, as for the real models.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,13 +19,14 @@ from .blocks import _MID_GREY, _clip_l, _conv, _fan_in_std, _kl_decoder, _kl_enc
 from .io import (
     _ONES,
     _STD,
-    FORGE_VERSION,
+    _canonical,
     _check_dtype,
     _positive,
     _spec_path,
     _Tensor,
     _write_safetensors,
-    cache_dir,
+    convert_cached,
+    gguf_target,
     make,
 )
 
@@ -276,55 +275,24 @@ def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
     The f16 source is written to a temporary file and deleted afterwards unless it is already
     cached, so only the quantized file stays (~0.8 GB for q4_0).
     """
-    from ..._sdcpp.functions import convert_model
-    from ..._sdcpp.native import SDType
-
-    engine_type = SDType.parse(wtype).engine_name
     src_spec = {"dtype": "f16", "seed": int(seed)}
     src_path = _spec_path("wan21_t2v", src_spec)
-    spec = {
-        "base": "wan21_t2v",
-        "wtype": engine_type,
-        "seed": int(seed),
-        "source": src_path.name,
-        "forge_version": FORGE_VERSION,
-    }
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / f"gguf_wan21_t2v_{engine_type}-{digest}.gguf"
+    path, engine_type = gguf_target("wan21_t2v", wtype, {"seed": int(seed), "source": src_path.name})
     if path.exists():
         return path
-    tmp_src = None
     if src_path.exists():
-        src = src_path
-    else:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{src_path.name}.", suffix=".src.safetensors")
-        os.close(fd)
-        tmp_src = Path(name)
-        canonical = json.dumps(
-            {**src_spec, "kind": "wan21_t2v", "forge_version": FORGE_VERSION}, sort_keys=True, separators=(",", ":")
-        )
-        try:
-            _write_safetensors(
-                tmp_src,
-                list(BUILDERS["wan21_t2v"](src_spec)),
-                dtype="f16",
-                seed=int(seed),
-                metadata={"gouache.forge": "wan21_t2v", "gouache.forge.spec": canonical},
-            )
-        except BaseException:
-            tmp_src.unlink(missing_ok=True)
-            raise
-        src = tmp_src
+        return convert_cached(src_path, path, engine_type)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{src_path.name}.", suffix=".src.safetensors")
+    os.close(fd)
+    tmp_src = Path(name)
     try:
-        convert_model(src, path, output_type=engine_type)
-    except Exception:
-        if path.exists():  # another process finished the same file first
-            return path
-        raise
+        metadata = {"gouache.forge": "wan21_t2v", "gouache.forge.spec": _canonical("wan21_t2v", src_spec)}
+        _write_safetensors(
+            tmp_src, list(BUILDERS["wan21_t2v"](src_spec)), dtype="f16", seed=int(seed), metadata=metadata
+        )
+        return convert_cached(tmp_src, path, engine_type)
     finally:
-        if tmp_src is not None:
-            tmp_src.unlink(missing_ok=True)
-    return path
+        tmp_src.unlink(missing_ok=True)
 
 
 def taehv(*, seed: int = 0, encoder: bool = True) -> Path:

@@ -162,3 +162,29 @@ def _positive(name: str, value: Any) -> int:
 def make(builders: dict, kind: str, spec: dict) -> Path:
     """The cached file of ``kind``/``spec``, written from ``builders[kind](spec)`` if missing."""
     return _forge(kind, spec, lambda: builders[kind](spec))
+
+
+# --------------------------------------------------------------------------- GGUF through the engine
+
+
+def gguf_target(base: str, wtype: str, spec: dict) -> tuple[Path, str]:
+    """``(cache path, engine weight type name)`` of a GGUF made from ``base`` with ``spec``."""
+    from ..._sdcpp.native import SDType
+
+    engine_type = SDType.parse(wtype).engine_name
+    full = {**spec, "base": base, "wtype": engine_type, "forge_version": FORGE_VERSION}
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / f"gguf_{base}_{engine_type}-{digest}.gguf", engine_type
+
+
+def convert_cached(src: Path, path: Path, engine_type: str) -> Path:
+    """``src`` converted by the engine's own converter into the cache file ``path``."""
+    from ..._sdcpp.functions import convert_model
+
+    try:
+        convert_model(src, path, output_type=engine_type)
+    except Exception:
+        if path.exists():  # another process finished the same file first
+            return path
+        raise
+    return path

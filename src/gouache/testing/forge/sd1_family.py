@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .blocks import _chain, _clip_l, _controlnet_sd1, _esrgan, _taesd, _unet, _vae_kl
-from .io import FORGE_VERSION, _check_dtype, _Tensor, cache_dir, make
+from .io import _check_dtype, _Tensor, convert_cached, gguf_target, make
 
 _UNET = "model.diffusion_model"
 _CLIP = "cond_stage_model.transformer.text_model"
@@ -172,25 +170,11 @@ _GGUF_BASES = {"sd1": sd1, "sd1_tiny": sd1_tiny}
 def gguf(*, base: str = "sd1_tiny", wtype: str = "q8_0", seed: int = 0) -> Path:
     """A quantized GGUF of a forged model, made by the engine's own converter
     (:func:`gouache.convert_model`), cached like every forged file."""
-    from ..._sdcpp.functions import convert_model
-    from ..._sdcpp.native import SDType
-
     if base not in _GGUF_BASES:
         raise ValueError(f"base must be one of {sorted(_GGUF_BASES)}, got {base!r}")
-    engine_type = SDType.parse(wtype).engine_name
     src = _GGUF_BASES[base](seed=seed)
-    spec = {"base": base, "wtype": engine_type, "seed": int(seed), "source": src.name, "forge_version": FORGE_VERSION}
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / f"gguf_{base}_{engine_type}-{digest}.gguf"
-    if path.exists():
-        return path
-    try:
-        convert_model(src, path, output_type=engine_type)
-    except Exception:
-        if path.exists():  # another process finished the same file first
-            return path
-        raise
-    return path
+    path, engine_type = gguf_target(base, wtype, {"seed": int(seed), "source": src.name})
+    return path if path.exists() else convert_cached(src, path, engine_type)
 
 
 # =========================================================================== DiT families

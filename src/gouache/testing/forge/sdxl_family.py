@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .blocks import _chain, _clip_l, _conv, _linear, _norm, _resblock, _spatial_transformer, _vae_kl
+from .blocks import (
+    UNetShape,
+    _chain,
+    _clip_l,
+    _conv,
+    _linear,
+    _norm,
+    _spatial_transformer,
+    _vae_kl,
+    controlnet_of,
+    unet_of,
+)
 from .io import _STD, _check_dtype, _Tensor, make
 from .sd1_family import _UNET, _VAE, _ldm_to_diffusers_block
 
@@ -19,52 +30,22 @@ _SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model"
 _SDXL_CLIP_G = "conditioner.embedders.1.model"
 
 
-def _unet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
-    """SDXL UNet (sgm openaimodel), mirrors unet.hpp for VERSION_SDXL: num_res_blocks 2,
-    channel_mult (1, 2, 4), attention at ds 2 and 4 with depth 2 and 10, middle depth 10,
-    context 2048, heads of 64 channels, linear projections, label_emb from 2816 features."""
-    mc, num_res_blocks = model_channels, 2
-    emb = mc * 4
-    depth = _SDXL_TRANSFORMER_DEPTH
-    yield from _linear(f"{p}.time_embed.0", mc, emb)
-    yield from _linear(f"{p}.time_embed.2", emb, emb)
-    yield from _linear(f"{p}.label_emb.0.0", _SDXL_ADM, emb)
-    yield from _linear(f"{p}.label_emb.0.2", emb, emb)
-    yield from _conv(f"{p}.input_blocks.0.0", 4, mc)
-    chans = [mc]
-    ch, idx, ds = mc, 0, 1
-    for i, mult in enumerate(_SDXL_CHANNEL_MULT):
-        for _ in range(num_res_blocks):
-            idx += 1
-            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
-            ch = mult * mc
-            if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer(f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT, depth[i], linear=True)
-            chans.append(ch)
-        if i != len(_SDXL_CHANNEL_MULT) - 1:
-            idx += 1
-            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
-            chans.append(ch)
-            ds *= 2
-    yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-    yield from _spatial_transformer(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, depth[-1], linear=True)
-    yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
-    oidx = 0
-    for i in range(len(_SDXL_CHANNEL_MULT) - 1, -1, -1):
-        mult = _SDXL_CHANNEL_MULT[i]
-        for j in range(num_res_blocks + 1):
-            yield from _resblock(f"{p}.output_blocks.{oidx}.0", ch + chans.pop(), emb, mult * mc)
-            ch = mult * mc
-            up_idx = 1
-            if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer(f"{p}.output_blocks.{oidx}.1", ch, _SDXL_CONTEXT, depth[i], linear=True)
-                up_idx += 1
-            if i > 0 and j == num_res_blocks:
-                yield from _conv(f"{p}.output_blocks.{oidx}.{up_idx}.conv", ch, ch)
-                ds //= 2
-            oidx += 1
-    yield from _norm(f"{p}.out.0", ch)
-    yield from _conv(f"{p}.out.2", mc, 4)
+#: SDXL's UNet as unet.hpp builds it for VERSION_SDXL: num_res_blocks 2, channel_mult (1, 2, 4),
+#: attention at ds 2 and 4 with depth 2 and 10, middle depth 10, context 2048, linear projections,
+#: label_emb from 2816 features.
+SDXL_UNET = UNetShape(
+    channel_mult=_SDXL_CHANNEL_MULT,
+    attention_at=_SDXL_ATTENTION_RESOLUTIONS,
+    context_dim=_SDXL_CONTEXT,
+    depth=_SDXL_TRANSFORMER_DEPTH,
+    linear=True,
+    adm_in=_SDXL_ADM,
+)
+
+
+def _unet_sdxl(p: str) -> Iterator[_Tensor]:
+    """SDXL UNet (sgm openaimodel), mirrors unet.hpp for VERSION_SDXL (:data:`SDXL_UNET`)."""
+    return unet_of(p, SDXL_UNET)
 
 
 def _open_clip_bigg(p: str) -> Iterator[_Tensor]:
@@ -88,44 +69,14 @@ def _open_clip_bigg(p: str) -> Iterator[_Tensor]:
     yield f"{p}.text_projection", (d, d), _STD
 
 
-def _controlnet_sdxl(p: str, model_channels: int = 320) -> Iterator[_Tensor]:
+def _controlnet_sdxl(p: str) -> Iterator[_Tensor]:
     """SDXL ControlNet as the engine builds it (control.hpp, ControlNetBlock for an SDXL base):
     the SDXL encoder half (label_emb, depth 1/2/10, middle depth 10) plus input_hint_block,
     9 zero_convs and middle_block_out.  control.hpp never switches the ControlNet's
     SpatialTransformers to linear projections (it looks for ``proj_out.weight`` in the *base*
     model's tensors under the ControlNet's own unprefixed names, which never match), so
     proj_in/proj_out must be 1x1 convs ([C, C, 1, 1]); a [C, C] Linear fails with "wrong shape"."""
-    mc, num_res_blocks = model_channels, 2
-    emb = mc * 4
-    yield from _linear(f"{p}.time_embed.0", mc, emb)
-    yield from _linear(f"{p}.time_embed.2", emb, emb)
-    yield from _linear(f"{p}.label_emb.0.0", _SDXL_ADM, emb)
-    yield from _linear(f"{p}.label_emb.0.2", emb, emb)
-    yield from _conv(f"{p}.input_blocks.0.0", 4, mc)
-    yield from _conv(f"{p}.zero_convs.0.0", mc, mc, k=1)
-    hint = [(0, 3, 16), (2, 16, 16), (4, 16, 32), (6, 32, 32), (8, 32, 96), (10, 96, 96), (12, 96, 256), (14, 256, mc)]
-    for i, n_in, n_out in hint:
-        yield from _conv(f"{p}.input_hint_block.{i}", n_in, n_out)
-    ch, idx, ds = mc, 0, 1
-    for i, mult in enumerate(_SDXL_CHANNEL_MULT):
-        for _ in range(num_res_blocks):
-            idx += 1
-            yield from _resblock(f"{p}.input_blocks.{idx}.0", ch, emb, mult * mc)
-            ch = mult * mc
-            if ds in _SDXL_ATTENTION_RESOLUTIONS:
-                yield from _spatial_transformer(
-                    f"{p}.input_blocks.{idx}.1", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[i], linear=False
-                )
-            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
-        if i != len(_SDXL_CHANNEL_MULT) - 1:
-            idx += 1
-            yield from _conv(f"{p}.input_blocks.{idx}.0.op", ch, ch)
-            yield from _conv(f"{p}.zero_convs.{idx}.0", ch, ch, k=1)
-            ds *= 2
-    yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
-    yield from _spatial_transformer(f"{p}.middle_block.1", ch, _SDXL_CONTEXT, _SDXL_TRANSFORMER_DEPTH[-1], linear=False)
-    yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
-    yield from _conv(f"{p}.middle_block_out.0", ch, ch, k=1)
+    return controlnet_of(p, SDXL_UNET)
 
 
 def _diffusers_resnet(p: str, ch: int, emb: int, out: int) -> Iterator[_Tensor]:
