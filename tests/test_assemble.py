@@ -172,6 +172,9 @@ def test_cli_assemble(small, capsys):
     assert "overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.forge_large
+@pytest.mark.torch
+@pytest.mark.slow
 def test_sdxl_lightning_unet_assembled_and_loaded_by_both_engines(tmp_path):
     """Full size: forged SDXL base + a forged SDXL UNet in diffusers layout (seed 1, as
     SDXL-Lightning publishes it) -> one 6.9 GB file; every tensor's bytes come from the right

@@ -19,6 +19,8 @@ from gouache.testing import forge
 
 from .conftest import run_isolated
 
+pytestmark = [pytest.mark.forge_large, pytest.mark.slow]
+
 FLUX_SIZE = 64
 WAN_SIZE = 16
 WAN_FRAMES = 5
@@ -127,6 +129,7 @@ def test_flux_without_text_encoder_is_refused(flux_files):
     res = run_isolated(
         f"""
 import json, gouache as g
+
 try:
     g.SDContext(g.SDContextParams(diffusion_model_path={model!r}, vae_path={vae!r}))
 except g.InvalidInputError as exc:

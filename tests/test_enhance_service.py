@@ -21,6 +21,8 @@ from gouache.testing import forge
 
 from .test_enhance_depth import channel_model
 
+pytestmark = pytest.mark.slow  # every test but one loads a model
+
 
 def rgba_view(w=96, h=64, seed=0) -> Image.Image:
     rng = np.random.default_rng(seed)
@@ -157,6 +159,7 @@ def test_low_level_pipeline(cfg):
     assert out.size == (64, 64)
 
 
+@pytest.mark.torch
 def test_torch_engine_sd1_enhance(full_model):
     c = EnhanceConfig.for_cpu(model=full_model, controlnet=forge.controlnet_sd1(), engine="torch",
                               working_size=64, steps=1, memory_preset="cpu", control_guidance_end=0.8)
@@ -166,6 +169,8 @@ def test_torch_engine_sd1_enhance(full_model):
     assert out.size == (96, 64) and out.mode == "RGBA"
 
 
+@pytest.mark.forge_large
+@pytest.mark.torch
 def test_sdxl_with_depth_controlnet_on_torch():
     """SDXL + SDXL ControlNet aborts stable-diffusion.cpp (refused there), so it runs on torch;
     the ControlNet is in diffusers layout, as the published depth ControlNets are."""

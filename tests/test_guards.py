@@ -14,6 +14,8 @@ from safetensors.numpy import save_file
 
 from .conftest import run_isolated
 
+pytestmark = pytest.mark.slow
+
 PRELUDE = """
 import json, sys
 import numpy as np
@@ -181,6 +183,7 @@ def test_library_override_is_used():
 import os
 os.environ["GOUACHE_LIBRARY"] = {real!r}
 from gouache._sdcpp.library import library_path
+
 print(library_path())
 """
     )

@@ -1,6 +1,10 @@
 """Every engine buffer is freed exactly once: RSS stays flat over many generations."""
 
+import pytest
+
 from .conftest import run_isolated
+
+pytestmark = pytest.mark.slow
 
 
 def test_rss_growth_over_30_generations_under_50mb(tiny_model, taesd_model):
@@ -10,6 +14,7 @@ import gc
 import gouache as g
 
 import ctypes
+
 libc = ctypes.CDLL(None)
 
 def rss_mb():

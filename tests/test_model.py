@@ -165,6 +165,7 @@ def test_save_writes_parameters_and_never_overwrites(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out-1.png", "out-2.png"]
 
 
+@pytest.mark.slow
 def test_one_call_functions(tiny_model, taesd_model, tmp_path):
     mk = {"taesd": taesd_model}
     t2i = g.text_to_image(tiny_model, "a cube", seed=3, model_kwargs=mk, **KW)

@@ -13,6 +13,8 @@ from PIL import Image
 import gouache as g
 from gouache.testing import forge
 
+pytestmark = [pytest.mark.forge_large, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def wan():

@@ -34,6 +34,8 @@ from gouache.testing import forge
 
 from .conftest import run_isolated
 
+pytestmark = [pytest.mark.forge_large, pytest.mark.slow]
+
 SIZE = 64
 
 
