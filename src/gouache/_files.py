@@ -39,9 +39,7 @@ def check_writable(paths: list[Path], *, overwrite: bool) -> None:
         if p.is_dir():
             raise InvalidInputError(f"output path is a directory: {str(p)!r}")
         if p.exists() and not overwrite:
-            raise InvalidInputError(
-                f"output file already exists: {str(p)!r} (pass overwrite=True / --overwrite to replace it)"
-            )
+            raise InvalidInputError(f"output file exists: {str(p)!r} (pass overwrite=True / --overwrite to replace it)")
         if not p.parent.is_dir():
             raise InvalidInputError(f"output directory does not exist: {str(p.parent)!r}")
 
