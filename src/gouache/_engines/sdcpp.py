@@ -45,14 +45,22 @@ log = logging.getLogger("gouache")
 
 
 def _progress_adapter(fn: ProgressFn | None):
-    """Engine Progress events -> ``fn(step, total, elapsed)`` for sampling steps only."""
+    """Engine Progress events -> ``fn(step, total, elapsed)`` for sampling steps only.
+
+    The engine reports other work of a generation through the same callback (applying or
+    removing LoRAs reports one jump to ``(n, n)`` tensors); sampling counts up from step 1, so
+    only events that start a count at 1 or continue the current one are passed on."""
     if fn is None:
         return None
     start = time.perf_counter()
+    last: list[int] = []  # [step, total] of the last event passed on
 
     def on_progress(p: Progress) -> None:
-        if p.phase == "sample" and p.step > 0:
-            fn(p.step, p.total, time.perf_counter() - start)
+        continues = bool(last) and p.total == last[1] and p.step == last[0] + 1
+        if p.phase != "sample" or not (p.step == 1 or continues):
+            return
+        last[:] = [p.step, p.total]
+        fn(p.step, p.total, time.perf_counter() - start)
 
     return on_progress
 
@@ -65,12 +73,20 @@ def _load_progress_adapter(fn: ProgressFn | None):
 
 
 def _preview_adapter(hooks: Hooks):
+    """``(preview callback, options)`` for the binding.  The engine (0.4.7) sends a denoised preview
+    at every step whatever the interval, so the interval is applied here too."""
     if hooks.preview is None:
         return None, None
     spec = hooks.preview_spec or PreviewSpec()
-    options = PreviewOptions(mode=PreviewMode.parse(spec.mode), interval=int(spec.interval))
+    interval = max(1, int(spec.interval))
+    options = PreviewOptions(mode=PreviewMode.parse(spec.mode), interval=interval)
     fn = hooks.preview
-    return (lambda pv: fn(pv.step, [f.to_pil() for f in pv.frames])), options
+
+    def on_preview(pv) -> None:
+        if pv.step % interval == 0:
+            fn(pv.step, [f.to_pil() for f in pv.frames])
+
+    return on_preview, options
 
 
 def _run(generate, params: Any, hooks: Hooks) -> list[Any]:
