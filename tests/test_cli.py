@@ -24,7 +24,9 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def gouache(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gouache", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gouache", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +37,41 @@ def models(tiny_model, taesd_model):
 def test_help_lists_every_subcommand():
     out = gouache("--help")
     assert out.returncode == 0
-    for cmd in ("txt2img", "img2img", "inpaint", "controlnet", "upscale", "video", "convert", "info", "models", "pull",
-                "enhance"):
+    for cmd in (
+        "txt2img",
+        "img2img",
+        "inpaint",
+        "controlnet",
+        "upscale",
+        "video",
+        "convert",
+        "info",
+        "models",
+        "pull",
+        "enhance",
+    ):
         assert cmd in out.stdout
     sub = gouache("txt2img", "--help").stdout
-    for opt in ("--negative-prompt", "--sampler", "--scheduler", "--seed", "--batch", "--lora", "--hires-scale",
-                "--cache", "--vae-tiling", "--offload-to-cpu", "--flash-attention", "--overwrite", "--json", "--quiet"):
+    for opt in (
+        "--negative-prompt",
+        "--sampler",
+        "--scheduler",
+        "--seed",
+        "--batch",
+        "--lora",
+        "--hires-scale",
+        "--cache",
+        "--vae-tiling",
+        "--offload-to-cpu",
+        "--flash-attention",
+        "--overwrite",
+        "--json",
+        "--quiet",
+    ):
         assert opt in sub, opt
 
 
+@pytest.mark.slow
 def test_txt2img_batch_json_numbered_and_no_overwrite(models, tmp_path):
     out = tmp_path / "cube.png"
     res = gouache("txt2img", *models, "a red cube", "-o", out, *FAST, "--batch", "2", "--seed", "7", "--json")
@@ -62,19 +90,122 @@ def test_txt2img_batch_json_numbered_and_no_overwrite(models, tmp_path):
     assert res.returncode == 0 and (tmp_path / "cube-1.png").read_bytes() != before
 
 
-def test_img2img_inpaint_controlnet(models, full_model, tmp_path):
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.size == (64, 64)
+        return np.asarray(im.convert("RGB")).astype(np.int16)
+
+
+@pytest.mark.slow
+def test_img2img_uses_the_init_image(models, tmp_path):
+    """Two init images, same seed: two different results (an init image dropped on the way to the
+    engine would give the same txt2img image twice), and the strength is recorded."""
+    inits = []
+    for i in range(2):
+        inits.append(tmp_path / f"init{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inits[-1])
+    for i, init in enumerate(inits):
+        res = gouache(
+            "img2img",
+            *models,
+            "-i",
+            init,
+            "--strength",
+            "0.5",
+            "x",
+            "-o",
+            tmp_path / f"a{i}.png",
+            "--seed",
+            "5",
+            *FAST[:4],
+            "--steps",
+            "4",
+            "--cfg-scale",
+            "1",
+        )
+        assert res.returncode == 0, res.stderr
+    assert np.abs(pixels(tmp_path / "a0.png") - pixels(tmp_path / "a1.png")).mean() > 1.0
+    with Image.open(tmp_path / "a0.png") as im:
+        assert "Denoising strength: 0.5" in im.info["parameters"]
+
+
+@pytest.mark.slow
+def test_inpaint_repaints_only_the_mask(models, tmp_path):
+    """Two seeds (a batch): the white half of the mask changes with the seed, the black half keeps
+    the init image (a mask dropped on the way would repaint everything; a dropped init image fails)."""
     init = tmp_path / "init.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(init)
-    mask = tmp_path / "mask.png"
-    Image.new("L", (64, 64), 255).save(mask)
-    assert gouache("img2img", *models, "-i", init, "--strength", "0.5", "x", "-o", tmp_path / "a.png", *FAST).returncode == 0
-    assert gouache("inpaint", *models, "-i", init, "--mask", mask, "x", "-o", tmp_path / "b.png", *FAST).returncode == 0
-    res = gouache("controlnet", "-m", full_model, "--control-net", forge.controlnet_sd1(), "--control-image", init, "--canny",
-                  "x", "-o", tmp_path / "c.png", "-W", "64", "-H", "64", "--steps", "1", "--cfg-scale", "1")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    res = gouache(
+        "inpaint",
+        *models,
+        "-i",
+        init,
+        "--mask",
+        tmp_path / "mask.png",
+        "x",
+        "-o",
+        tmp_path / "b.png",
+        "--batch",
+        "2",
+        "--seed",
+        "1",
+        *FAST[:4],
+        "--steps",
+        "3",
+        "--cfg-scale",
+        "1",
+    )
     assert res.returncode == 0, res.stderr
-    for name in ("a.png", "b.png", "c.png"):
-        with Image.open(tmp_path / name) as im:
-            assert im.size == (64, 64)
+    d = np.abs(pixels(tmp_path / "b-1.png") - pixels(tmp_path / "b-2.png")).mean(axis=2)
+    kept, repainted = d[:, :16].mean(), d[:, 48:].mean()
+    assert repainted > 5 * kept + 1, (kept, repainted)
+
+
+@pytest.mark.slow
+def test_controlnet_uses_the_control_image(full_model, tmp_path):
+    """The same model, ControlNet and seed with and without a control image (Canny edges of a
+    square): two different results (a control image dropped on the way to the engine would give
+    the same image twice)."""
+    control = np.zeros((64, 64, 3), np.uint8)
+    control[16:48, 16:48] = 255
+    Image.fromarray(control).save(tmp_path / "control.png")
+    common = [
+        "-m",
+        full_model,
+        "--control-net",
+        forge.controlnet_sd1(),
+        "x",
+        "-W",
+        "64",
+        "-H",
+        "64",
+        "--steps",
+        "1",
+        "--cfg-scale",
+        "1",
+        "--seed",
+        "2",
+        "--engine",
+        "sdcpp",
+    ]
+    res = gouache("txt2img", *common, "-o", tmp_path / "plain.png")
+    assert res.returncode == 0, res.stderr
+    res = gouache(
+        "controlnet",
+        *common,
+        "--canny",
+        "--control-image",
+        tmp_path / "control.png",
+        "--control-strength",
+        "1.0",
+        "-o",
+        tmp_path / "controlled.png",
+    )
+    assert res.returncode == 0, res.stderr
+    assert np.abs(pixels(tmp_path / "plain.png") - pixels(tmp_path / "controlled.png")).mean() > 0.5
 
 
 def test_usage_errors_exit_2_with_one_line(models, tmp_path):
@@ -99,12 +230,33 @@ def test_runtime_error_exit_1_traceback_only_with_debug(tmp_path):
     assert res.returncode == 1 and "Traceback" in res.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_within_a_second_and_leaves_no_partial_file(models, tmp_path):
     out = tmp_path / "slow.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gouache", "txt2img", *models, "x", "-o", str(out), "-W", "256", "-H", "256",
-         "--steps", "200", "--cfg-scale", "1", "--batch", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gouache",
+            "txt2img",
+            *models,
+            "x",
+            "-o",
+            str(out),
+            "-W",
+            "256",
+            "-H",
+            "256",
+            "--steps",
+            "200",
+            "--cfg-scale",
+            "1",
+            "--batch",
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     buf = ""
@@ -120,6 +272,7 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_partial_file(models, tmp_pat
     assert list(tmp_path.iterdir()) == []  # nothing partial, no temp files
 
 
+@pytest.mark.slow
 def test_upscale_convert_info(tmp_path, tiny_model):
     img = tmp_path / "small.png"
     Image.new("RGB", (16, 8), (10, 200, 30)).save(img)
@@ -127,7 +280,9 @@ def test_upscale_convert_info(tmp_path, tiny_model):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["width"] == 64
     res = gouache("convert", forge.taesd(), tmp_path / "taesd-f16.gguf", "--type", "f16", "--json")
-    assert res.returncode == 0, res.stderr and (tmp_path / "taesd-f16.gguf").stat().st_size > 0
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "taesd-f16.gguf").stat().st_size > 0
+    assert json.loads(res.stdout)["bytes"] == (tmp_path / "taesd-f16.gguf").stat().st_size
     res = gouache("info", tiny_model, "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -149,11 +304,14 @@ def test_models_lists_comfyui_layout(tmp_path):
 
 def test_pull_offline_fails_clearly(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    res = subprocess.run([sys.executable, "-m", "gouache", "pull", "sd15"], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "gouache", "pull", "sd15"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert res.returncode == 1
     assert len(error_lines(res.stderr)) == 1 and ("offline" in res.stderr.lower() or "gouache[hub]" in res.stderr)
 
 
+@pytest.mark.slow
 def test_enhance_views_with_depth_folder(full_model, tmp_path):
     views, depth = tmp_path / "views", tmp_path / "depth"
     views.mkdir()
@@ -164,9 +322,26 @@ def test_enhance_views_with_depth_folder(full_model, tmp_path):
         rgba[16:48, 24:72, 3] = 255
         Image.fromarray(rgba).save(views / f"view{i}.png")
         np.save(depth / f"view{i}.npy", np.tile(np.linspace(0, 1, 96, dtype=np.float32), (64, 1)))
-    res = gouache("enhance", views / "view0.png", views / "view1.png", "-m", full_model, "--controlnet",
-                  forge.controlnet_sd1(), "--depth", depth, "--engine", "sdcpp", "--working-size", "64", "--steps", "1",
-                  "--out", tmp_path / "out", "--json")
+    res = gouache(
+        "enhance",
+        views / "view0.png",
+        views / "view1.png",
+        "-m",
+        full_model,
+        "--controlnet",
+        forge.controlnet_sd1(),
+        "--depth",
+        depth,
+        "--engine",
+        "sdcpp",
+        "--working-size",
+        "64",
+        "--steps",
+        "1",
+        "--out",
+        tmp_path / "out",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(res.stdout)
     assert data["failed"] == 0 and len(data["views"]) == 2
