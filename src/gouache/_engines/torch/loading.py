@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from ..._errors import InvalidInputError
@@ -203,11 +203,23 @@ def config_family(files: ModelFiles) -> str:
     return "sd2_v" if family == "sd2" and info.variant == "768-v" else SUPPORTED[family]
 
 
+def _clip_skip_compat(pipe) -> None:
+    """diffusers (0.42) applies clip_skip through ``text_encoder.text_model.final_layer_norm``;
+    transformers 5 flattened CLIPTextModel (``final_layer_norm`` sits on the model itself), so
+    clip_skip > 1 fails with an AttributeError.  Give such encoders the attribute path diffusers
+    reads (a plain namespace: not a registered submodule, so weights and state dicts are unchanged)."""
+    for name in ("text_encoder", "text_encoder_2"):
+        encoder = getattr(pipe, name, None)
+        if encoder is not None and not hasattr(encoder, "text_model") and hasattr(encoder, "final_layer_norm"):
+            object.__setattr__(encoder, "text_model", SimpleNamespace(final_layer_norm=encoder.final_layer_norm))
+
+
 def _tune(loaded: Loaded, options: EngineOptions) -> None:
     """Move to the device; channels_last on CPU; VAE tiling and torch.compile when asked."""
     torch = import_torch()
     pipe, controlnet = loaded.pipe, loaded.controlnet
     pipe.set_progress_bar_config(disable=True)
+    _clip_skip_compat(pipe)
     pipe.to(loaded.device)
     if controlnet is not None:
         controlnet.to(loaded.device)
