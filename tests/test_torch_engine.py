@@ -12,6 +12,8 @@ from PIL import Image
 import gouache as g
 from gouache.testing import forge
 
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
 KW = dict(width=64, height=64, steps=2, cfg_scale=7.0)
 
 
@@ -56,16 +58,31 @@ def test_batch_matches_single_seeds(torch_model):
     assert diff(batch.images[1], single.images[0]) < 1.0  # same noise; batched math may differ in the last bit
 
 
-@pytest.mark.parametrize("sampler", ["euler", "euler_a", "heun", "dpm2", "dpm++2m", "dpm++2s_a", "lcm", "ddim_trailing", "tcd"])
-def test_every_supported_sampler_runs(torch_model, sampler):
-    res = torch_model.generate("a cube", seed=1, sampler=sampler, width=64, height=64, steps=2, cfg_scale=1.0)
-    assert np.asarray(res.images[0]).std() > 1
+def _distinct(images: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    names = sorted(images)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if np.array_equal(images[a], images[b])]
 
 
-def test_karras_changes_schedule(torch_model):
-    a = torch_model.generate("a cube", seed=1, sampler="euler", scheduler="discrete", width=64, height=64, steps=3, cfg_scale=1.0)
-    b = torch_model.generate("a cube", seed=1, sampler="euler", scheduler="karras", width=64, height=64, steps=3, cfg_scale=1.0)
-    assert diff(a.images[0], b.images[0]) > 0.5
+def test_every_sampler_runs_and_gives_its_own_image(torch_model):
+    """Each sampler the torch engine lists gives its own image at the same seed and schedule."""
+    images = {}
+    for sampler in torch_model._engine_cls.samplers():
+        res = torch_model.generate("a cube", seed=1, sampler=sampler, width=64, height=64, steps=3, cfg_scale=1.0)
+        images[sampler] = np.asarray(res.images[0])
+        assert images[sampler].std() > 1, sampler
+    assert _distinct(images) == []
+
+
+def test_every_schedule_gives_its_own_image(torch_model):
+    images = {}
+    for scheduler in torch_model._engine_cls.schedulers():
+        if scheduler == "lcm":
+            continue  # the LCM sampler's own schedule (refused with other samplers, see below)
+        res = torch_model.generate(
+            "a cube", seed=1, sampler="euler", scheduler=scheduler, width=64, height=64, steps=3, cfg_scale=1.0
+        )
+        images[scheduler] = np.asarray(res.images[0])
+    assert len(images) >= 4 and _distinct(images) == []
 
 
 def test_unsupported_sampler_and_combination_listed(torch_model):
@@ -73,16 +90,22 @@ def test_unsupported_sampler_and_combination_listed(torch_model):
         torch_model.generate("a cube", sampler="ipndm", **KW)
     with pytest.raises(g.InvalidInputError, match="cannot use scheduler"):
         torch_model.generate("a cube", sampler="lcm", scheduler="karras", **KW)
+    with pytest.raises(g.InvalidInputError, match="lcm schedule"):
+        torch_model.generate("a cube", sampler="euler", scheduler="lcm", **KW)
 
 
 def test_img2img_inpaint_controlnet_lora_change_output(torch_model):
     base = torch_model.generate("a cube", seed=2, **KW).images[0]
     init = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    i2i = torch_model.generate("a cube", init_image=init, strength=0.6, seed=2, width=64, height=64, steps=4, cfg_scale=7.0)
+    i2i = torch_model.generate(
+        "a cube", init_image=init, strength=0.6, seed=2, width=64, height=64, steps=4, cfg_scale=7.0
+    )
     assert diff(i2i.images[0], base) > 1
     mask = np.zeros((64, 64), np.uint8)
     mask[:, 32:] = 255
-    inp = [torch_model.generate("a cube", init_image=init, mask=mask, strength=1.0, seed=s, **KW).images[0] for s in (1, 2)]
+    inp = [
+        torch_model.generate("a cube", init_image=init, mask=mask, strength=1.0, seed=s, **KW).images[0] for s in (1, 2)
+    ]
     d = np.abs(px(inp[0]) - px(inp[1])).mean(axis=2)
     assert d[:, 48:].mean() > 3 * d[:, :16].mean() + 1
     control = np.zeros((64, 64, 3), np.uint8)
@@ -96,8 +119,16 @@ def test_img2img_inpaint_controlnet_lora_change_output(torch_model):
 
 def test_progress_and_preview(torch_model):
     steps, previews = [], []
-    torch_model.generate("a cube", seed=1, width=64, height=64, steps=3, cfg_scale=1.0,
-                         callback=lambda s, t, e: steps.append((s, t)), preview=lambda s, ims: previews.append(ims))
+    torch_model.generate(
+        "a cube",
+        seed=1,
+        width=64,
+        height=64,
+        steps=3,
+        cfg_scale=1.0,
+        callback=lambda s, t, e: steps.append((s, t)),
+        preview=lambda s, ims: previews.append(ims),
+    )
     assert [s for s, _ in steps] == [1, 2, 3] and previews and previews[0][0].size == (8, 8)
 
 
@@ -131,7 +162,7 @@ def test_without_torch_the_error_says_what_to_install(full_model):
         "except g.MissingDependencyError as e:\n    print('OK', e)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.stdout.startswith("OK") and 'gouache[torch]' in res.stdout, res.stderr[-2000:]
+    assert res.stdout.startswith("OK") and "gouache[torch]" in res.stdout, res.stderr[-2000:]
 
 
 #: sampler -> largest mean abs difference (0-255) allowed between the engines at the same seed.
@@ -150,7 +181,9 @@ def test_cross_engine_same_weights_same_seed(full_model, capsys):
         with g.SDModel(full_model, engine=engine, options=opts) as m:
             for sampler in CROSS_ENGINE:
                 for seed in (123, 124):
-                    out[engine, sampler, seed] = m.generate("a red cube on a table", sampler=sampler, seed=seed, **kw).images[0]
+                    out[engine, sampler, seed] = m.generate(
+                        "a red cube on a table", sampler=sampler, seed=seed, **kw
+                    ).images[0]
     lines = []
     for sampler, limit in CROSS_ENGINE.items():
         same = diff(out["sdcpp", sampler, 123], out["torch", sampler, 123])
@@ -168,8 +201,12 @@ def test_read_checkpoint_streams_and_casts(tmp_path):
 
     from gouache._engines.torch.loading import read_checkpoint
 
-    src = {"a": torch.randn(3, 4, dtype=torch.float16), "b": torch.arange(5, dtype=torch.int64),
-           "c": torch.randn(2, 2, 2), "empty": torch.zeros(0, 3)}
+    src = {
+        "a": torch.randn(3, 4, dtype=torch.float16),
+        "b": torch.arange(5, dtype=torch.int64),
+        "c": torch.randn(2, 2, 2),
+        "empty": torch.zeros(0, 3),
+    }
     path = tmp_path / "m.safetensors"
     save_file(src, str(path))
     got = read_checkpoint(path, torch.bfloat16)
@@ -183,3 +220,169 @@ def test_read_checkpoint_streams_and_casts(tmp_path):
     bad.write_bytes(data[:-8])
     with pytest.raises(g.InvalidInputError, match="truncated"):
         read_checkpoint(bad, torch.bfloat16)
+
+
+# --------------------------------------------------------------------------- every keyword reaches the pipeline call
+
+
+class CallRecorder:
+    """Wraps the torch engine's pipeline call: keeps the keyword arguments diffusers receives and
+    the state the call runs with (scheduler, VAE tiling, LoRA scales), then runs it."""
+
+    def __init__(self, engine) -> None:
+        self.real = engine._run
+        self.calls: list[dict] = []
+        engine._run = self
+
+    def __call__(self, pipe, kwargs):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        scales = {}
+        for module in pipe.unet.modules():
+            if isinstance(module, BaseTunerLayer) and getattr(module, "scaling", None):
+                scales = {name: float(module.scaling[name]) for name in module.active_adapters}
+                break
+        self.calls.append(
+            {
+                **kwargs,
+                "_scheduler": pipe.scheduler,
+                "_vae_tiling": pipe.vae.use_tiling,
+                "_lora_scales": scales,
+                "_pipeline": type(pipe).__name__,
+            }
+        )
+        return self.real(pipe, kwargs)
+
+
+@pytest.fixture(scope="module")
+def recorded(torch_model):
+    rec = CallRecorder(torch_model._engine)
+    rng = np.random.default_rng(5)
+    init = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    control = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    lora = forge.lora_sd1(naming="kohya")
+    torch_model.generate(
+        "a red cube",
+        negative_prompt="blurry, dark",
+        width=72,
+        height=64,
+        steps=3,
+        cfg_scale=2.5,
+        sampler="heun",
+        scheduler="karras",
+        seed=1234,
+        batch=2,
+        clip_skip=2,
+        loras=[(lora, 0.5)],
+        control_image=control,
+        control_strength=0.6,
+        control_guidance=(0.2, 0.8),
+        init_image=init,
+        strength=0.55,
+        mask=mask,
+        vae_tiling=True,
+        eta=0.4,
+    )
+    call = rec.calls[-1]
+    torch_model.generate("a red cube", loras=[(lora, 1.0)], seed=1, **KW)
+    return call, rec.calls[-1], (init, mask, control)
+
+
+def test_wiring_prompt_size_sampling_seed_batch(recorded):
+    kw, _, _ = recorded
+    assert kw["_pipeline"] == "StableDiffusionControlNetInpaintPipeline"
+    assert kw["prompt"] == "a red cube" and kw["negative_prompt"] == "blurry, dark"
+    assert (kw["width"], kw["height"]) == (128, 64)  # 72 wide: the next multiple of 64, cropped back
+    assert kw["num_inference_steps"] == 3 and kw["guidance_scale"] == pytest.approx(2.5)
+    assert type(kw["_scheduler"]).__name__ == "HeunDiscreteScheduler" and kw["_scheduler"].config.use_karras_sigmas
+    assert [gen.initial_seed() for gen in kw["generator"]] == [1234, 1235] and kw["num_images_per_prompt"] == 2
+    assert kw["clip_skip"] == 1  # sd.cpp's clip_skip 2 is diffusers' 1
+    assert kw["eta"] == pytest.approx(0.4)
+
+
+def test_wiring_images_strengths_control_guidance(recorded):
+    kw, _, (init, mask, control) = recorded
+    assert np.array_equal(np.asarray(kw["image"])[:, 32:96], init) and kw["strength"] == pytest.approx(0.55)
+    assert np.array_equal(np.asarray(kw["mask_image"])[:, 32:96], mask)
+    assert np.array_equal(np.asarray(kw["control_image"])[:, 32:96], control)
+    assert kw["controlnet_conditioning_scale"] == pytest.approx(0.6)
+    assert (kw["control_guidance_start"], kw["control_guidance_end"]) == (pytest.approx(0.2), pytest.approx(0.8))
+
+
+def test_wiring_loras_and_vae_tiling(recorded):
+    half, full, _ = recorded
+    assert half["_vae_tiling"] is True and full["_vae_tiling"] is False
+    ((name, scale_half),) = half["_lora_scales"].items()
+    assert full["_lora_scales"][name] == pytest.approx(2 * scale_half)  # the weight reached the LoRA layers
+
+
+def test_wiring_callbacks(torch_model):
+    steps, previews = [], []
+    torch_model.generate(
+        "a cube",
+        seed=1,
+        width=64,
+        height=64,
+        steps=4,
+        cfg_scale=1.0,
+        callback=lambda s, t, e: steps.append(s),
+        preview=lambda s, ims: previews.append(s),
+        preview_options=g.PreviewSpec("proj", 2),
+    )
+    assert steps == [1, 2, 3, 4] and previews == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(ref_images=[np.zeros((64, 64, 3), np.uint8)]), "ref_images"),
+        (dict(hires=g.Hires()), "hires"),
+        (dict(cache=g.Cache()), "cache"),
+        (dict(guidance=g.Guidance(image_cfg_scale=1.5)), "guidance"),
+    ],
+)
+def test_wiring_what_torch_cannot_run_is_refused(torch_model, kwargs, name):
+    with pytest.raises(g.InvalidInputError, match=name):
+        torch_model.generate("a cube", **KW, **kwargs)
+
+
+#: Keywords of SDModel.generate and the torch test that covers each (photo_maker: SDModel refuses it
+#: without a PhotoMaker file, and the torch engine refuses PhotoMaker like ref_images).
+TORCH_COVERED = {
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "sampler",
+    "scheduler",
+    "seed",
+    "batch",
+    "clip_skip",
+    "loras",
+    "control_image",
+    "control_strength",
+    "control_guidance",
+    "init_image",
+    "strength",
+    "mask",
+    "ref_images",
+    "photo_maker",
+    "hires",
+    "cache",
+    "vae_tiling",
+    "guidance",
+    "eta",
+    "callback",
+    "preview",
+    "preview_options",
+}
+
+
+def test_wiring_every_keyword_is_covered():
+    import inspect
+
+    assert set(inspect.signature(g.SDModel.generate).parameters) - {"self"} == TORCH_COVERED
