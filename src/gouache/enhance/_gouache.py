@@ -1,0 +1,22 @@
+"""The private parts of gouache that ``gouache.enhance`` uses, imported in this one place:
+when the package's internal layout changes, only this file follows it."""
+
+from .._catalog import RECIPES, DownloadError, pull
+from .._engine import EngineOptions
+from .._image import SDImage
+from .._model import SDModel
+from .._native import SDType
+from .._output import check_writable, save_image, write_atomic
+
+__all__ = [
+    "RECIPES",
+    "DownloadError",
+    "EngineOptions",
+    "SDImage",
+    "SDModel",
+    "SDType",
+    "check_writable",
+    "pull",
+    "save_image",
+    "write_atomic",
+]
