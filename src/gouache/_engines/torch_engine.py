@@ -90,11 +90,28 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def choose_precision(requested: str) -> tuple[str, str, str]:
-    """``(device, dtype name, reason)`` for ``EngineOptions.precision``."""
+def choose_device(requested: str = "auto") -> str:
+    """The torch device for ``EngineOptions.device``: "auto" (the first CUDA GPU if any, else
+    the CPU), "cpu", "cuda" or "cuda:N"; a CUDA device PyTorch does not see is an error."""
+    kind, index = E.parse_device(requested)
     torch = _torch()
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cpu":
+        return "cpu"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InvalidInputError(f"device {requested!r}: PyTorch {torch.__version__} sees no CUDA GPU on this machine;"
+                                " use device='cpu' or 'auto'")
+    if index is not None and index >= count:
+        raise InvalidInputError(f"device {requested!r}: this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}")
+    return requested
+
+
+def choose_precision(requested: str, device: str = "auto") -> tuple[str, str, str]:
+    """``(device, dtype name, reason)`` for ``EngineOptions.precision`` and ``.device``."""
+    device = choose_device(device)
+    cuda = device.startswith("cuda")
     if requested not in ("auto", "bf16", "fp16", "fp32"):
         raise InvalidInputError(f"precision must be auto, bf16, fp16 or fp32; got {requested!r}")
     if requested != "auto":
@@ -457,7 +474,7 @@ def create_engine(files: E.ModelFiles, *, options: E.EngineOptions, threads: int
         if getattr(files, name) is not None:
             raise InvalidInputError(f"the torch engine does not take {name}= (the checkpoint holds its text encoders); use engine='sdcpp'")
     torch.set_num_threads(threads or _physical_cores())
-    device, dtype_name, why = choose_precision(options.precision)
+    device, dtype_name, why = choose_precision(options.precision, options.device)
     dtype = _dtype(dtype_name)
     log.info("torch engine: %s, %s (%s), %d threads", device, dtype_name, why, torch.get_num_threads())
     cfg = config_dir(cfg_family)
