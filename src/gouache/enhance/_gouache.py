@@ -1,14 +1,17 @@
 """The private parts of gouache that ``gouache.enhance`` uses, imported in this one place:
 when the package's internal layout changes, only this file follows it."""
 
+from .._catalog import _MODEL_FOLDERS as MODEL_FOLDERS
 from .._catalog import RECIPES, DownloadError, pull
-from .._engine import EngineOptions
+from .._engine import EngineOptions, parse_device
+from .._families import inspect as inspect_model
 from .._image import SDImage
 from .._model import SDModel
 from .._native import SDType
 from .._output import check_writable, save_image, write_atomic
 
 __all__ = [
+    "MODEL_FOLDERS",
     "RECIPES",
     "DownloadError",
     "EngineOptions",
@@ -16,6 +19,8 @@ __all__ = [
     "SDModel",
     "SDType",
     "check_writable",
+    "inspect_model",
+    "parse_device",
     "pull",
     "save_image",
     "write_atomic",

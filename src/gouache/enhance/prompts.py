@@ -132,8 +132,7 @@ class PromptBuilder:
         prompt = self.spec.prompt
         if "{extra}" not in prompt and extra_text:
             prompt = prompt + ", {extra}"
-        text = prompt.replace("{subject}", subject.strip()).replace("{extra}", extra_text)
-        return _tidy(text), self.spec.negative
+        return _fill(prompt, subject.strip(), extra_text), self.spec.negative
 
 
 def load_templates(path: str | os.PathLike[str]) -> dict[str, PromptTemplate]:
@@ -187,6 +186,9 @@ def _extra_text(extra: str | Sequence[str] | None) -> str:
     raise InvalidInputError(f"extra must be a string, a list of strings or None; got {extra!r}")
 
 
-def _tidy(text: str) -> str:
-    """Join comma-separated parts again, without the empty ones a missing ``{extra}`` leaves."""
-    return ", ".join(part.strip() for part in text.split(",") if part.strip())
+def _fill(template: str, subject: str, extra: str) -> str:
+    """The template's comma-separated parts with the placeholders filled, the parts an empty
+    ``{extra}`` leaves empty dropped; the user's text is never split or re-spaced
+    ("a 1,5 litre bottle" stays as written)."""
+    parts = (part.strip().replace("{subject}", subject).replace("{extra}", extra) for part in template.split(","))
+    return ", ".join(p.strip() for p in parts if p.strip())

@@ -8,6 +8,7 @@ image's size.  ONNX Runtime is needed (``pip install "gouache[enhance]"``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ __all__ = [
     "FAMILIES",
     "detect_family",
     "estimate_depth",
+    "get_estimator",
     "normalize_inverse_depth",
 ]
 
@@ -64,7 +66,6 @@ _NAME_PATTERNS = (
 )
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider",
                         "CPUExecutionProvider")
-_MODEL_DIR_ENV = "GOUACHE_DEPTH_MODELS"
 
 
 # =========================================================================== estimation
@@ -117,29 +118,45 @@ def normalize_inverse_depth(inverse_depth: Any, percentiles: tuple[float, float]
 class DepthEstimator:
     """A monocular depth model run through ONNX Runtime; the session is loaded once and reused.
 
-    ``model``: path to an ``.onnx`` file, or a family name (``midas_small``, ``dpt``,
-    ``depth_anything``) looked up as ``<name>.onnx`` in the folders of the
-    ``GOUACHE_DEPTH_MODELS`` environment variable (``os.pathsep``-separated) and
-    ``~/.cache/gouache/depth``.  ``family``: the model family when it cannot be told
-    from the file name or the input size (see :func:`detect_family`).  ``providers``:
-    ONNX Runtime execution providers (default: CUDA, DirectML, CoreML then CPU, those
-    available).  ``percentiles``: the robust range used by :func:`normalize_inverse_depth`.
+    ``model``: an ``.onnx`` file, or a name: ``"MiDaS_small"`` (the default, or
+    ``GOUACHE_DEPTH_MODEL`` when set), ``"DPT_Large"``, ``"DPT_Hybrid"`` (Glimpse3D's names,
+    also accepted as ``model_type=``), ``"midas_small"``, ``"dpt"``, ``"depth_anything"``.
+    A name is looked up as a local file (``GOUACHE_DEPTH_MODELS``, ``GOUACHE_MODEL_DIRS``,
+    ``~/.cache/gouache/depth``: e.g. ``midas_small.onnx``), then in the Hugging Face
+    cache, then fetched (the small class as Depth Anything V2 Small, the large one as
+    DPT-Large; see :mod:`gouache.enhance._models`).  ``family``: the model family when it
+    cannot be told from the file name or the input size (see :func:`detect_family`).
+    ``device``: "auto", "cpu", "cuda" or "cuda:N" (ONNX Runtime providers to match), or
+    ``providers``: ONNX Runtime execution providers (default: CUDA, DirectML, CoreML then
+    CPU, those available).  ``percentiles``: the robust range used by
+    :func:`normalize_inverse_depth`.
 
-    ``estimator(image)`` returns float32 ``(H, W)`` relative inverse depth in ``[0, 1]``
-    (near = 1) at the image's size; :meth:`raw` returns the model's own output.
+    ``estimator(image)`` (or ``estimator.estimate(image)``) returns float32 ``(H, W)``
+    relative inverse depth in ``[0, 1]`` (near = 1) at the image's size; :meth:`raw`
+    returns the model's own output.
     """
 
-    def __init__(self, model: str | os.PathLike[str] = "depth_anything", *, family: str | None = None,
-                 providers: Sequence[str] | None = None,
-                 percentiles: tuple[float, float] = (0.5, 99.5)) -> None:
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, family: str | None = None,
+                 providers: Sequence[Any] | None = None, percentiles: tuple[float, float] = (0.5, 99.5),
+                 device: str | None = None, model_type: str | None = None) -> None:
+        from .._device import onnx_providers
+        from .._models import resolve_depth_model
+
+        if model is not None and model_type is not None:
+            raise InvalidInputError("give the depth model as model= or model_type= (Glimpse3D's name), not both")
         if family is not None and family not in FAMILIES:
             raise InvalidInputError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
-        if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
+        if providers is not None and device is not None:
+            raise InvalidInputError("give device= or providers=, not both")
+        if providers is not None and (isinstance(providers, str) or not all(isinstance(p, (str, tuple)) for p in providers)):
             raise InvalidInputError(f"providers must be a list of provider names; got {providers!r}")
-        self.path: Path = _resolve_model(model)
+        chosen = model if model is not None else model_type if model_type is not None else default_depth_model()
+        if not isinstance(chosen, (str, os.PathLike)):
+            raise InvalidInputError(f"model must be an .onnx file path or a depth model name; got {type(chosen).__name__}")
+        self.path, named_family = resolve_depth_model(chosen)
         self.percentiles = _check_percentiles(percentiles)
-        self._family_arg = family
-        self._providers = list(providers) if providers is not None else None
+        self._family_arg = family if family is not None else named_family
+        self._providers = list(providers) if providers is not None else onnx_providers(device or "auto")
         self._session: Any = None
 
     def __repr__(self) -> str:
@@ -220,28 +237,71 @@ class DepthEstimator:
 
     def __call__(self, image: Any) -> np.ndarray:
         """Relative inverse depth of ``image`` in ``[0, 1]`` (near = 1), float32 at the image's size."""
+        return self.estimate(image)
+
+    def estimate(self, image: Any, normalize: bool = True) -> np.ndarray:
+        """Relative inverse depth of ``image`` at the image's size, float32: in ``[0, 1]``
+        (near = 1) with ``normalize``, else in the model's own units (Glimpse3D's method)."""
         rgb, _ = load_image(image)
         raw = self.raw(rgb)
         h, w = rgb.shape[:2]
         clean = np.where(np.isfinite(raw), raw, np.nan)
         fill = float(np.nanmin(clean)) if np.isfinite(clean).any() else 0.0
         resized = _resize(np.nan_to_num(clean, nan=fill), (w, h), Image.Resampling.BILINEAR)
+        if not normalize:
+            return resized.astype(np.float32)
         return normalize_inverse_depth(resized, self.percentiles)
 
+    def estimate_batch(self, images: Sequence[Any], normalize: bool = True) -> list[np.ndarray]:
+        """:meth:`estimate` for each image (one session for all)."""
+        return [self.estimate(image, normalize=normalize) for image in images]
 
-def estimate_depth(image: Any, model: str | os.PathLike[str] | DepthEstimator = "depth_anything", *,
-                   family: str | None = None, providers: Sequence[str] | None = None) -> np.ndarray:
-    """Relative inverse depth of ``image`` in ``[0, 1]`` (near = 1), float32 ``(H, W)``.
 
-    ``model`` is a :class:`DepthEstimator` (reused: its session stays loaded) or what
-    :class:`DepthEstimator` accepts (a path or family name; a new session is loaded per
-    call, so build a ``DepthEstimator`` once for many images).
+def default_depth_model() -> str:
+    """``GOUACHE_DEPTH_MODEL`` when set, else ``"MiDaS_small"``."""
+    from .._config import env_name
+
+    return os.environ.get(env_name("depth_model"), "").strip() or "MiDaS_small"
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_estimator(model: str, family: str | None, providers: tuple[Any, ...] | None,
+                      device: str | None) -> DepthEstimator:
+    return DepthEstimator(model, family=family, providers=None if providers is None else list(providers),
+                          device=device)
+
+
+def get_estimator(model: str | os.PathLike[str] | None = None, *, family: str | None = None,
+                  providers: Sequence[Any] | None = None, device: str | None = None,
+                  model_type: str | None = None) -> DepthEstimator:
+    """A :class:`DepthEstimator` shared by the calls that ask for the same model (the last
+    one asked for is kept loaded), as Glimpse3D's ``get_estimator``."""
+    if model is not None and model_type is not None:
+        raise InvalidInputError("give the depth model as model= or model_type= (Glimpse3D's name), not both")
+    chosen = model if model is not None else model_type if model_type is not None else default_depth_model()
+    if not isinstance(chosen, (str, os.PathLike)):
+        raise InvalidInputError(f"model must be an .onnx file path or a depth model name; got {type(chosen).__name__}")
+    return _shared_estimator(os.fspath(chosen), family, None if providers is None else tuple(providers), device)
+
+
+def estimate_depth(image: Any, model: str | os.PathLike[str] | DepthEstimator | None = None, *,
+                   family: str | None = None, providers: Sequence[Any] | None = None, device: str | None = None,
+                   model_type: str | None = None, normalize: bool = True) -> np.ndarray:
+    """Relative inverse depth of ``image``, float32 ``(H, W)``: in ``[0, 1]`` (near = 1), or
+    the model's own units with ``normalize=False``.
+
+    ``model`` is a :class:`DepthEstimator`, or what :class:`DepthEstimator` accepts (a
+    path or name; default ``GOUACHE_DEPTH_MODEL``, else ``"MiDaS_small"``; Glimpse3D's
+    ``model_type=`` works too); the session is shared with the next calls for the same
+    model (:func:`get_estimator`), so a loop over views loads the model once.
     """
     if isinstance(model, DepthEstimator):
-        if family is not None or providers is not None:
-            raise InvalidInputError("family= and providers= belong to the DepthEstimator when one is passed as model")
-        return model(image)
-    return DepthEstimator(model, family=family, providers=providers)(image)
+        if family is not None or providers is not None or device is not None or model_type is not None:
+            raise InvalidInputError("family=, providers=, device= and model_type= belong to the DepthEstimator"
+                                    " when one is passed as model")
+        return model.estimate(image, normalize=normalize)
+    estimator = get_estimator(model, family=family, providers=providers, device=device, model_type=model_type)
+    return estimator.estimate(image, normalize=normalize)
 
 
 def _check_percentiles(percentiles: Any) -> tuple[float, float]:
@@ -265,31 +325,6 @@ def _fixed_hw(shape: Sequence[Any]) -> tuple[int, int] | None:
     return None
 
 
-def _model_dirs() -> list[Path]:
-    dirs = [Path(p).expanduser() for p in os.environ.get(_MODEL_DIR_ENV, "").split(os.pathsep) if p]
-    return dirs + [Path.home() / ".cache" / "gouache" / "depth"]
-
-
-def _resolve_model(model: Any) -> Path:
-    if not isinstance(model, (str, os.PathLike)):
-        raise InvalidInputError(f"model must be an .onnx file path or a family name; got {type(model).__name__}")
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    if isinstance(model, str) and model in FAMILIES:
-        tried = [d / f"{model}.onnx" for d in _model_dirs()]
-        for candidate in tried:
-            if candidate.is_file():
-                return candidate
-        raise InvalidInputError(
-            f"depth model {model!r} not found (looked for {', '.join(str(t) for t in tried)});"
-            f" pass the path of an ONNX export of the model or put it in one of those places"
-        )
-    raise InvalidInputError(
-        f"depth model file not found: {str(path)!r}; give an .onnx path or one of {', '.join(FAMILIES)}"
-    )
-
-
 def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
@@ -300,13 +335,13 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _create_session(path: Path, providers: list[str] | None) -> Any:
+def _create_session(path: Path, providers: list[Any] | None) -> Any:
     ort = _import_onnxruntime()
     available = ort.get_available_providers()
     if providers is None:
         providers = [p for p in _PREFERRED_PROVIDERS if p in available] or list(available)
     else:
-        missing = [p for p in providers if p not in available]
+        missing = [p for p in providers if (p[0] if isinstance(p, tuple) else p) not in available]
         if missing:
             raise InvalidInputError(f"ONNX Runtime providers {missing} are not available; available: {available}")
     options = ort.SessionOptions()
