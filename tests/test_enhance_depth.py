@@ -11,14 +11,29 @@ import numpy as np
 import pytest
 
 from gouache import InvalidInputError, MissingDependencyError
+from gouache._catalog import DownloadError
 from gouache.enhance import (
     DepthEstimator,
     estimate_depth,
     estimate_depth_confidence,
     normalize_inverse_depth,
 )
-from gouache.enhance.depth import FAMILIES, detect_family
+from gouache.enhance.depth import (
+    FAMILIES,
+    apply_confidence_mask,
+    detect_family,
+    get_reliable_depth_mask,
+    load_depth_raw,
+    save_depth,
+    save_depth_grayscale,
+    save_depth_raw,
+    weighted_depth_fusion,
+)
+from gouache.enhance.depth.estimate import get_estimator
+from gouache.enhance import load_depth
 from gouache.testing import scenes
+
+from .enhance_support import clean_env  # noqa: F401 - fixture
 
 SCENE = scenes.spheres_in_room()
 W = H = 96
@@ -247,14 +262,17 @@ def test_estimator_reuses_its_session(tmp_path):
 
 
 @needs_onnx
-def test_model_lookup_and_errors(tmp_path, monkeypatch):
+def test_model_lookup_and_errors(tmp_path, clean_env):
     channel_model(tmp_path / "dpt.onnx", 384)
-    monkeypatch.setenv("GOUACHE_DEPTH_MODELS", str(tmp_path))
+    clean_env.setenv("GOUACHE_DEPTH_MODELS", str(tmp_path))
     assert DepthEstimator("dpt").path == tmp_path / "dpt.onnx"
-    with pytest.raises(InvalidInputError, match="midas_small.onnx"):
+    assert DepthEstimator(model_type="DPT_Large").path == tmp_path / "dpt.onnx"  # Glimpse3D's keyword and name
+    with pytest.raises(DownloadError, match=r"looked for midas_small.onnx.*gouache pull"):
         DepthEstimator("midas_small")
-    with pytest.raises(InvalidInputError, match="not found"):
+    with pytest.raises(InvalidInputError, match="neither an .onnx file nor a depth model name"):
         DepthEstimator(tmp_path / "nope.onnx")
+    with pytest.raises(InvalidInputError, match="not both"):
+        DepthEstimator("dpt", model_type="DPT_Large")
     with pytest.raises(InvalidInputError, match="family must be one of"):
         DepthEstimator(tmp_path / "dpt.onnx", family="zoe")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
@@ -272,3 +290,103 @@ def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(MissingDependencyError, match=r'gouache\[enhance\]'):
         estimate_depth(_ramp_image(), path)
+
+
+@needs_onnx
+def test_default_model_glimpse3d_methods_and_shared_session(tmp_path, clean_env):
+    path = channel_model(tmp_path / "m.onnx", 256)
+    clean_env.setenv("GOUACHE_DEPTH_MODEL", str(path))
+    est = DepthEstimator()  # the default is the environment's
+    assert est.path == path and est.family == "midas_small"
+    img = _ramp_image()
+    assert np.array_equal(est.estimate(img), est(img))
+    raw = est.estimate(img, normalize=False)  # the model's own units, at the image's size
+    assert raw.shape == (50, 70) and raw.max() > 1.0 and raw.dtype == np.float32
+    assert [d.shape for d in est.estimate_batch([img, img[:20]])] == [(50, 70), (20, 70)]
+    first = get_estimator()
+    estimate_depth(img)
+    assert get_estimator() is first  # the README's loop over views loads the model once
+    assert get_estimator(device="cpu") is not first  # another request: another session (the last one is kept)
+    assert DepthEstimator(path, device="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(InvalidInputError, match="device= or providers="):
+        DepthEstimator(path, device="cpu", providers=["CPUExecutionProvider"])
+
+
+# --------------------------------------------------------------------------- confidence helpers (Glimpse3D's)
+
+
+def test_apply_confidence_mask_and_reliable_mask():
+    rng = np.random.default_rng(0)
+    depth = rng.random((100, 100)).astype(np.float32)
+    confidence = rng.random((100, 100)).astype(np.float32)
+    masked = apply_confidence_mask(depth, confidence, threshold=0.5)
+    assert masked[confidence < 0.5].sum() == 0 and np.array_equal(masked[confidence >= 0.5], depth[confidence >= 0.5])
+    assert np.all(apply_confidence_mask(depth, confidence, 0.5, fill_value=-1.0)[confidence < 0.5] == -1.0)
+    # two solid regions, one big and one small, plus speckle
+    conf = np.zeros((60, 60), np.float32)
+    conf[5:35, 5:35] = 0.9
+    conf[45:52, 45:52] = 0.9
+    conf[rng.random((60, 60)) < 0.02] = 1.0
+    mask = get_reliable_depth_mask(conf, threshold=0.5, min_region_size=100)
+    assert mask.dtype == bool and mask.shape == conf.shape
+    assert mask[10:30, 10:30].all() and not mask[45:52, 45:52].any()  # the small region is dropped
+    assert mask.sum() < 30 * 30 + 10  # and the speckle
+    assert get_reliable_depth_mask(conf, 0.5, min_region_size=0)[46:51, 46:51].all()
+    with pytest.raises(InvalidInputError, match=r"confidence values must lie in \[0, 1\]"):
+        get_reliable_depth_mask(conf * 3)
+
+
+def test_weighted_fusion_follows_confidence():
+    rng = np.random.default_rng(1)
+    d1, d2 = rng.random((40, 40)).astype(np.float32), rng.random((40, 40)).astype(np.float32)
+    fused, conf = weighted_depth_fusion([d1, d2], [np.full_like(d1, 0.8), np.full_like(d2, 0.2)], normalize=False)
+    assert np.allclose(fused, 0.8 * d1 + 0.2 * d2, atol=1e-6) and np.all(conf == np.float32(0.8))
+    norm, _ = weighted_depth_fusion([d1, d2], [np.full_like(d1, 0.8), np.full_like(d2, 0.2)])
+    assert norm.min() == 0.0 and norm.max() == 1.0
+    zero, _ = weighted_depth_fusion([d1, d2], [np.zeros_like(d1)] * 2, normalize=False)
+    assert np.allclose(zero, (d1 + d2) / 2)  # no confidence anywhere: the plain mean
+    with pytest.raises(InvalidInputError, match="one map per depth map"):
+        weighted_depth_fusion([d1, d2], [d1])
+    with pytest.raises(InvalidInputError, match="same shape"):
+        weighted_depth_fusion([d1, d2[:10]], [d1, d2[:10]])
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+def test_depth_files_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    depth = (3.0 + 4.0 * rng.random((30, 40))).astype(np.float32)
+    for name in ("d.npy", "d.tiff"):
+        save_depth(depth, tmp_path / name)
+        assert np.array_equal(load_depth(tmp_path / name), depth)
+    save_depth(depth, tmp_path / "d.png")
+    back = load_depth(tmp_path / "d.png")
+    assert np.abs(back - depth).max() <= (depth.max() - depth.min()) / 65535 + 1e-5  # 16-bit, original units
+    from PIL import Image
+
+    with Image.open(tmp_path / "d.png") as im:
+        assert im.mode.startswith("I") and np.asarray(im).max() == 65535  # an ordinary 16-bit PNG to other tools
+    save_depth_raw(depth, tmp_path / "raw.npy")
+    assert np.array_equal(load_depth_raw(tmp_path / "raw.npy"), depth)
+    save_depth_grayscale(depth / 8.0, tmp_path / "g.png")
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.mode == "L" and im.size == (40, 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy", "d.png", "d.tiff", "g.png", "raw.npy"]
+
+
+def test_depth_files_are_never_overwritten_silently(tmp_path):
+    target = tmp_path / "d.npy"
+    target.write_bytes(b"user data")
+    with pytest.raises(InvalidInputError, match="exists"):
+        save_depth_raw(np.zeros((4, 4)), target)
+    assert target.read_bytes() == b"user data"
+    save_depth_raw(np.ones((4, 4)), target, overwrite=True)
+    assert np.all(load_depth_raw(target) == 1.0)
+    with pytest.raises(InvalidInputError, match="extension must be one of"):
+        save_depth(np.zeros((4, 4)), tmp_path / "d.exr")
+    with pytest.raises(InvalidInputError, match="writes .npy"):
+        save_depth_raw(np.zeros((4, 4)), tmp_path / "d.png")
+    with pytest.raises(InvalidInputError, match="not a readable .npy"):
+        (tmp_path / "bad.npy").write_bytes(b"junk")
+        load_depth(tmp_path / "bad.npy")

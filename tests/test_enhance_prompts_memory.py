@@ -1,4 +1,4 @@
-"""gouache.enhance: prompt templates and memory presets/report."""
+"""gouache.enhance: prompt templates, and gouache.enhance.memory_utils (presets, report)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gouache import EngineOptions, InvalidInputError
 from gouache.enhance import MemoryConfig, PromptBuilder, get_memory_status, print_memory_report
-from gouache.enhance import memory
+from gouache.enhance import memory_utils as memory
 
 BUILTINS = ["anime_style", "character", "default", "environment", "object", "photorealistic", "product"]
 
@@ -37,6 +37,14 @@ def test_extra_forms():
         b.build("  ")
     with pytest.raises(InvalidInputError, match="extra"):
         b.build("a cube", extra=3)
+
+
+@pytest.mark.parametrize("subject", ["a 1,5 litre bottle", "a red,white and blue flag", "an old , worn chair"])
+def test_the_users_text_is_kept_as_written(subject):
+    prompt, _ = PromptBuilder().build(subject)
+    assert prompt.startswith(subject + ", highly detailed")
+    assert PromptBuilder("photorealistic").build(subject, extra="3,5 mm grain")[0].startswith(
+        f"a photograph of {subject}, 3,5 mm grain, photorealistic")
 
 
 def test_unknown_template_lists_the_available_ones():
@@ -83,23 +91,35 @@ def test_missing_templates_file(tmp_path):
 # --------------------------------------------------------------------------- memory presets
 
 
-@pytest.mark.parametrize("name", ["t4_balanced", "t4_speed", "t4_minimal", "cpu"])
+@pytest.mark.parametrize("name", ["t4_balanced", "t4_speed", "t4_minimal", "cpu", "none"])
 def test_presets_map_onto_engine_options(name):
     cfg = MemoryConfig.from_preset(name)
-    opts = cfg.to_engine_options()
+    opts = cfg.to_engine_options(device="cpu")
     assert isinstance(opts, EngineOptions)
     for field in ("offload_to_cpu", "keep_vae_on_cpu", "keep_clip_on_cpu", "keep_control_net_on_cpu",
                   "flash_attention", "vae_tiling"):
         assert getattr(opts, field) == getattr(cfg, field)
+    assert opts.device == "cpu" and opts.precision == "auto"  # the CPU picks its own precision
     assert cfg.to_engine_options(mmap=True, rng="cpu").mmap is True
+    cuda = cfg.to_engine_options(device="cuda:1")
+    assert cuda.device == "cuda:1"
+    assert cuda.precision == {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", None: "auto"}[cfg.torch_dtype]
+
+
+def test_auto_preset_follows_the_device(monkeypatch):
+    monkeypatch.setattr(memory, "choose_preset", lambda *a, **k: "t4_balanced")
+    assert MemoryConfig.from_preset("auto", device="cpu") == MemoryConfig.from_preset("cpu")
+    assert MemoryConfig.from_preset("auto", device="cuda") == MemoryConfig.from_preset("t4_balanced")
 
 
 def test_preset_contents_are_sensible():
-    speed, balanced, minimal, cpu = (MemoryConfig.from_preset(n) for n in ("t4_speed", "t4_balanced", "t4_minimal", "cpu"))
+    speed, balanced, minimal, cpu, none = (MemoryConfig.from_preset(n)
+                                           for n in ("t4_speed", "t4_balanced", "t4_minimal", "cpu", "none"))
     assert not speed.offload_to_cpu and not speed.vae_tiling
     assert minimal.offload_to_cpu and minimal.vae_tiling and minimal.weight_type == "q8_0"
     assert balanced.vae_tiling and balanced.torch_dtype == "float16"  # T4: no bfloat16
-    assert cpu.torch_dtype == "float32" and not cpu.offload_to_cpu
+    assert cpu.torch_dtype is None and not cpu.offload_to_cpu  # the CPU's best precision (bf16 where it has it)
+    assert none == MemoryConfig()
 
 
 def test_memory_config_validation():
@@ -183,4 +203,4 @@ def test_memory_status_and_report(capsys):
         assert status["process_rss_bytes"] > 0
     print_memory_report()
     text = capsys.readouterr().out
-    assert "RAM total" in text and "process RSS" in text
+    assert "RAM total" in text and "process RSS" in text and "attention" in text

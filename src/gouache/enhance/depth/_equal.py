@@ -7,12 +7,20 @@ import numpy as np
 from ..._errors import InvalidInputError
 from ._robust import MIN_POINTS, loss_weights, robust_line
 
+_MAX_FIT_POINTS = 40000  # an affine fit needs no more; larger maps are sampled on a regular stride
+
+
+def _sampled(sel: np.ndarray) -> np.ndarray:
+    """Flat indices of the selected pixels, thinned to at most ``_MAX_FIT_POINTS``."""
+    idx = np.flatnonzero(sel)
+    return idx[:: max(1, int(np.ceil(idx.size / _MAX_FIT_POINTS)))]
+
 
 def fit_to_metric(estimate: np.ndarray, valid: np.ndarray, weight: np.ndarray, metric_inv: np.ndarray,
                   loss: str, i: int) -> tuple[float, float]:
     """``(scale, shift)`` taking a view's estimate to its own metric inverse depth."""
-    sel = valid & np.isfinite(metric_inv)
-    fit = robust_line(estimate[sel], metric_inv[sel], weight[sel], loss)
+    idx = _sampled(valid & np.isfinite(metric_inv))
+    fit = robust_line(estimate.flat[idx], metric_inv.flat[idx], weight.flat[idx], loss)
     if fit is None:
         raise InvalidInputError(f"metric_depth[{i}] shares too few valid pixels with depth_maps[{i}] to fit a scale")
     return fit
@@ -27,8 +35,8 @@ def fit_to_anchor(anchor_inv: np.ndarray, anchor_valid: np.ndarray, anchor_weigh
             f"without poses, views are compared at equal pixels, so depth_maps[{i}] {estimate.shape}"
             f" must have the shape of view {anchor} {anchor_inv.shape}; or pass poses and intrinsics"
         )
-    sel = valid & anchor_valid
-    return robust_line(estimate[sel], anchor_inv[sel], weight[sel] * anchor_weight[sel], loss)
+    idx = _sampled(valid & anchor_valid)
+    return robust_line(estimate.flat[idx], anchor_inv.flat[idx], weight.flat[idx] * anchor_weight.flat[idx], loss)
 
 
 def fit_jointly(estimates: list[np.ndarray], overlaps: dict[tuple[int, int], np.ndarray], weights: list[np.ndarray],
@@ -41,10 +49,11 @@ def fit_jointly(estimates: list[np.ndarray], overlaps: dict[tuple[int, int], np.
     col = {k: c for c, k in enumerate(free)}
     blocks = []
     for (i, j), mask in overlaps.items():
-        if int(mask.sum()) < MIN_POINTS:
+        idx = _sampled(mask)
+        if idx.size < MIN_POINTS:
             continue
-        w = weights[i][mask] * weights[j][mask]
-        blocks.append((i, j, estimates[i][mask], estimates[j][mask], w))
+        w = weights[i].flat[idx] * weights[j].flat[idx]
+        blocks.append((i, j, estimates[i].flat[idx], estimates[j].flat[idx], w))
     linked = {k for i, j, *_ in blocks for k in (i, j)}
     if not blocks or reference not in linked:
         return [(1.0, 0.0) if k == reference else None for k in range(n)]

@@ -41,7 +41,7 @@ _SCALE_QUANTILE = 0.3
 _SCALE_GAUSS = 0.385  # the 30 % quantile of |N(0, 1)|
 _COARSE_SAMPLES = 200
 _LEVEL_SIDES = (40, 128)  # pyramid levels (long side in pixels) before the full-resolution maps
-_COARSE_ITERATIONS = 15
+_COARSE_ITERATIONS = 10
 _FINE_ITERATIONS = 15
 _INIT_SHIFTS = (0.05, 0.15, 0.35, 0.7, 1.5)  # u0: far/near depth ratios of about 20, 8, 4, 2.4, 1.7
 _CAUCHY_CAP = 10.0
@@ -341,7 +341,7 @@ def _rows(views: list[JointView], samples, pairs: list[tuple[int, int]]) -> _Row
     counts_arr = np.array(counts, dtype=np.intp)
     starts = np.concatenate([[0], np.cumsum(counts_arr)[:-1]]).astype(np.intp) if counts else np.empty(0, np.intp)
     keep = counts_arr > 0
-    groups = _Groups(starts[keep], counts_arr[keep], np.array(cols, dtype=np.intp).reshape(-1, 4)[keep])
+    groups = _Groups(starts[keep], counts_arr[keep], np.array(cols, dtype=np.intp).reshape(-1, 4)[keep], 2 * len(views))
     return _Rows(cat["src"].astype(np.intp), cat["dst"].astype(np.intp), cat["m"], cat["w"], cat["KA"], cat["KB"],
                  a["view"].astype(np.intp), a["m"], a["log_z"], a["w"], groups)
 
@@ -412,15 +412,19 @@ def _residuals(theta: np.ndarray, rows: _Rows, stack: _Stack, *, raw: bool = Fal
 def _normal_equations(J: np.ndarray, weights: np.ndarray, r: np.ndarray, groups: "_Groups", size: int):
     """``J^T W J`` and ``J^T W r``: rows come in contiguous groups (one per pair of views,
     one per anchored view) that share their four unknowns, so each group is one small
-    product scattered into place."""
-    H = np.zeros((size, size))
-    g = np.zeros(size)
+    product, and all are scattered into place at once."""
     wj = weights[:, None] * J
-    for start, count, cols in zip(groups.starts, groups.counts, groups.cols):
-        block = slice(start, start + count)
-        np.add.at(H, np.ix_(cols, cols), wj[block].T @ J[block])  # add.at: anchor groups repeat columns
-        np.add.at(g, cols, wj[block].T @ r[block])
-    return H, g
+    blocks = np.empty((groups.starts.size, 4, 4))
+    grads = np.empty((groups.starts.size, 4))
+    for k, (start, count) in enumerate(zip(groups.starts, groups.counts)):
+        rows = slice(start, start + count)
+        blocks[k] = wj[rows].T @ J[rows]
+        grads[k] = wj[rows].T @ r[rows]
+    H = np.zeros(size * size)
+    g = np.zeros(size)
+    np.add.at(H, groups.flat_pairs, blocks.reshape(-1))  # add.at: anchor groups repeat columns
+    np.add.at(g, groups.cols.reshape(-1), grads.reshape(-1))
+    return H.reshape(size, size), g
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,6 +432,12 @@ class _Groups:
     starts: np.ndarray  # first row of each group (groups are contiguous)
     counts: np.ndarray
     cols: np.ndarray  # (groups, 4) unknowns of the group's rows
+    size: int  # number of unknowns
+
+    @property
+    def flat_pairs(self) -> np.ndarray:
+        """Flat indices into the ``size x size`` normal matrix of each group's 4x4 block."""
+        return (self.cols[:, :, None] * self.size + self.cols[:, None, :]).reshape(-1)
 
 
 def _robust_sigma(r: np.ndarray, valid: np.ndarray, w: np.ndarray) -> float:
