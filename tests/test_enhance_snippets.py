@@ -308,6 +308,8 @@ def test_with_depth_from_midas_depth(controlnet_models):
         assert ns["enhanced"].size == (SIZE, SIZE)
         status = service.status()
         assert status["engine"] == "torch" and status["device"] in ("cpu", "cuda")
+        model = service.pipeline.model
+        assert model.options.device == status["device"] and model._engine.device == status["device"]  # where it runs
         assert status["controlnet"].endswith(RECIPES["controlnet-depth-sd15"][1])  # "auto" found it
         # the depth reaches the ControlNet: without it the same call gives another image (the
         # forged ControlNet's response to the map's content is tiny on torch; stable-diffusion.cpp's

@@ -3,12 +3,24 @@ when the package's internal layout changes, only this file follows it."""
 
 from .._catalog import _MODEL_FOLDERS as MODEL_FOLDERS
 from .._catalog import RECIPES, DownloadError, pull
+from .._catalog import _cache_dir as _hf_cache_dir
+from .._catalog import _import_hub
 from .._engine import EngineOptions, parse_device
 from .._families import inspect as inspect_model
 from .._image import SDImage
 from .._model import SDModel
 from .._native import SDType
 from .._output import check_writable, save_image, write_atomic
+
+
+
+def hf_cache_dir() -> str:
+    """The Hugging Face cache folder gouache's downloads use (``HF_HUB_CACHE``, ``HF_HOME/hub``...)."""
+    try:
+        return str(_hf_cache_dir(_import_hub(), None))
+    except ImportError:
+        return "(huggingface_hub not installed)"
+
 
 __all__ = [
     "MODEL_FOLDERS",
@@ -19,6 +31,7 @@ __all__ = [
     "SDModel",
     "SDType",
     "check_writable",
+    "hf_cache_dir",
     "inspect_model",
     "parse_device",
     "pull",

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from .._errors import InvalidInputError, MissingDependencyError
 from ._config import env_name
-from ._gouache import MODEL_FOLDERS, RECIPES, DownloadError, inspect_model, pull
+from ._gouache import MODEL_FOLDERS, RECIPES, DownloadError, hf_cache_dir, inspect_model, pull
 
 log = logging.getLogger("gouache.enhance")
 
@@ -162,7 +162,7 @@ def _from_hub(name: str, repo: str, filename: str, field: str, command: str, loo
     reason = _hub_unreachable()
     if reason is not None:
         raise DownloadError(f"{field} {name!r} ({filename} from {repo}) is not on this machine (looked for {looked},"
-                            f" and in the Hugging Face cache) and {reason}; {fix}")
+                            f" and in the Hugging Face cache {hf_cache_dir()}) and {reason}; {fix}")
     log.warning("%s %r is not on this machine: downloading %s from %s (once; kept in the Hugging Face cache)",
                 field, name, filename, repo)
     try:
