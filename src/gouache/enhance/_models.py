@@ -2,9 +2,10 @@
 
 A name is looked up, in order, in the local model folders (``GOUACHE_MODEL_DIRS``:
 folders separated by ``os.pathsep``, each a plain folder or a ComfyUI/AUTOMATIC1111
-``models`` tree; depth models also in ``GOUACHE_DEPTH_MODELS`` and
-``$GOUACHE_CACHE/depth``, by default ``~/.cache/gouache/depth``), then in the Hugging Face cache, then fetched from the Hub
-(with huggingface_hub's progress bar) when the Hub answers; otherwise a one-line
+``models`` tree; depth models also in ``GOUACHE_DEPTH_MODELS`` and ``$GOUACHE_CACHE/depth``,
+by default ``~/.cache/gouache/depth``), then in the Hugging Face cache, then fetched from
+the Hub (with huggingface_hub's progress bar) when the Hub answers (checked with a 3 s
+connection first, so an offline machine fails at once); otherwise a one-line
 :class:`DownloadError` names the ``gouache pull`` command and the environment variable
 that points at a file instead.
 """

@@ -44,7 +44,7 @@ _LEVEL_SIDES = (40, 128)  # pyramid levels (long side in pixels) before the full
 _COARSE_ITERATIONS = 10
 _FINE_ITERATIONS = 15
 _INIT_SHIFTS = (0.05, 0.15, 0.35, 0.7, 1.5)  # u0: far/near depth ratios of about 20, 8, 4, 2.4, 1.7
-_CAUCHY_CAP = 10.0
+_CAUCHY_CAP = 10.0  # residual (in scales) an unusable row is charged, beyond Tukey's cut-off
 _STEP_TOLERANCE = 1e-5  # in log scale and map units: far below what the data resolve
 _COST_TOLERANCE = 1e-5
 _SCALE_REFITS = 3
@@ -453,12 +453,11 @@ def _robust_sigma(r: np.ndarray, valid: np.ndarray, w: np.ndarray) -> float:
 def _cost(r: np.ndarray, w: np.ndarray, valid: np.ndarray, sigma: float, loss: str) -> float:
     """Weighted mean robust loss; rows that cannot be evaluated count as outliers (the fit
     must not win by pushing points out of view)."""
+    t = r / sigma
     if loss == "cauchy":
-        rho = np.log1p(np.square(r / sigma))
-        cap = np.log1p(_CAUCHY_CAP ** 2)
+        rho, cap = np.log1p(t * t), float(np.log1p(_CAUCHY_CAP ** 2))
     else:
-        rho = loss_value(r / sigma, loss)
-        cap = float(loss_value(np.array([1e9]), loss)[0]) if loss == "tukey" else float(loss_value(np.array([10.0]), loss)[0])
+        rho, cap = loss_value(t, loss), float(loss_value(np.array([_CAUCHY_CAP]), loss)[0])
     return float((w * np.where(valid, rho, cap)).sum() / max(float(w.sum()), 1e-300))
 
 
