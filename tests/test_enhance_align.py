@@ -280,6 +280,8 @@ def test_glimpse3d_helpers():
     assert align_depth_scales([]) == []
     single = rng.random((20, 30)).astype(np.float32)
     assert np.allclose(align_depth_scales([single])[0], single)
+    one = fit_depth_alignment([single], [np.eye(4)], K)
+    assert one.params == [(1.0, 0.0)] and one.unaligned == () and np.array_equal(one.aligned[0], single)
     d1, d2 = rng.random((100, 100)), rng.random((100, 100))
     m1, m2 = estimate_overlap_simple(d1, d2)
     assert m1.dtype == bool and m2.shape == (100, 100)

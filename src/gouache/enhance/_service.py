@@ -85,8 +85,13 @@ class EnhanceService:
         return self
 
     def unload(self) -> None:
+        """Free the models (a later call loads them again)."""
         self.pipeline.unload()
+        if self._depth is not None:
+            self._depth[1].close()
         self._depth = None
+
+    close = unload
 
     def __enter__(self) -> "EnhanceService":
         return self.load()

@@ -141,6 +141,8 @@ def fit_depth_alignment(depth_maps: Sequence[Any], poses: Any = None, intrinsics
     valid = _masks(masks, estimates)
     metric = _metric(metric_depth, estimates)
     cams = cameras(poses, intrinsics, n, convention, pose_type)
+    if n == 1 and metric[0] is None:  # nothing to align with: the map as it is
+        return _finish(estimates, [(1.0, 0.0)], "relative", 0, "poses" if cams else "equal_pixels", 0.0, None)
     weights = [estimate_depth_confidence(e).astype(np.float64) * _not_clipped(e, v)
                for e, v in zip(estimates, valid)]
     if cams is None:

@@ -162,6 +162,16 @@ class DepthEstimator:
     def __repr__(self) -> str:
         return f"DepthEstimator({str(self.path)!r}, family={self._family_arg!r})"
 
+    def close(self) -> None:
+        """Free the ONNX Runtime session (a later call creates it again)."""
+        self._session = None
+
+    def __enter__(self) -> "DepthEstimator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- session and model facts ---------------------------------------------------
 
     @property
