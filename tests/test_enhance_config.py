@@ -159,6 +159,8 @@ def test_device_argument_is_used_and_leaves_the_config_alone():
     service = EnhanceService(config, device="cpu")
     assert service.config.device == "cpu" and service.device == "cpu" and config.device == "auto"
     assert service.pipeline.config.device == "cpu"
+    lean = EnhanceService(device="cpu", optimize_memory=False)  # Glimpse3D's service took this too
+    assert lean.config.memory_preset_name() == "none"
 
 
 def test_missing_torch_for_cuda_names_the_extra(monkeypatch):

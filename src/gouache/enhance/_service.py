@@ -56,17 +56,20 @@ class EnhanceService:
 
     ``EnhanceService(config=None, device=None)``: ``config`` defaults to
     :class:`EnhanceConfig` ``()`` (working defaults, ``GOUACHE_ENHANCE_*``); ``device``
-    replaces ``config.device`` (on a copy: the config you pass is not changed).  A CUDA
+    (and ``optimize_memory``, as Glimpse3D's service took it) replaces the config's field
+    (on a copy: the config you pass is not changed).  A CUDA
     device that is not there is an error here, before any model is fetched.  Models are
     loaded by :meth:`load` or on first use, freed by :meth:`unload` (or ``with``).
     """
 
-    def __init__(self, config: EnhanceConfig | None = None, device: str | None = None) -> None:
+    def __init__(self, config: EnhanceConfig | None = None, device: str | None = None,
+                 optimize_memory: bool | None = None) -> None:
         config = config if config is not None else EnhanceConfig()
         if not isinstance(config, EnhanceConfig):
             raise InvalidInputError(f"config must be an EnhanceConfig; got {type(config).__name__}")
-        if device is not None:
-            config = dataclasses.replace(config, device=device)
+        changes = {k: v for k, v in (("device", device), ("optimize_memory", optimize_memory)) if v is not None}
+        if changes:
+            config = dataclasses.replace(config, **changes)
         self.pipeline = SDXLLightningPipeline(config=config)
         self.config = self.pipeline.config
         self._prompts: tuple[tuple[Any, Any], PromptBuilder] | None = None
