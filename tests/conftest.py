@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 import gouache as g
 from gouache.testing import forge
 
+_ENHANCE_VARS = ("GOUACHE_DEPTH_MODEL", "GOUACHE_MODEL_DIRS", "GOUACHE_DEPTH_MODELS", "HF_HUB_CACHE", "HF_ENDPOINT")
 SIZE = 64
 
 
@@ -51,3 +53,22 @@ def run_isolated(code: str, timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No GOUACHE_ENHANCE_*/depth/model-folder variables, an empty Hugging Face cache and
+    gouache cache in tmp_path, offline mode, and no connection can be opened (a test that
+    wants the hub online replaces the hub calls)."""
+    for name in list(os.environ):
+        if name.startswith("GOUACHE_ENHANCE_") or name in _ENHANCE_VARS:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GOUACHE_CACHE", str(tmp_path / "gouache_cache"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return monkeypatch

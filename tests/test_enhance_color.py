@@ -14,8 +14,13 @@ def scene(h=64, w=96, seed=0) -> np.ndarray:
     """A colourful smooth image with a few flat shapes, in [0.1, 0.9]."""
     rng = np.random.default_rng(seed)
     v, u = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([0.5 + 0.35 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * u + rng.uniform(0.5, 2) * v + p))
-                    for p in rng.uniform(0, 1, 3)], axis=2)
+    img = np.stack(
+        [
+            0.5 + 0.35 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * u + rng.uniform(0.5, 2) * v + p))
+            for p in rng.uniform(0, 1, 3)
+        ],
+        axis=2,
+    )
     img[10:25, 10:30] = (0.8, 0.2, 0.15)
     img[40:60, 50:90] = (0.15, 0.3, 0.75)
     return img.astype(np.float32)

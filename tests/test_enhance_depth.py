@@ -1,245 +1,54 @@
-"""gouache.enhance.depth: ONNX depth estimation, confidence, multi-view scale/shift alignment.
+"""gouache.enhance.depth: ONNX depth estimation, confidence and its uses, saving depth maps.
 
-The scenes are ray cast in numpy (spheres and a box in an off-centre room, pinhole
-cameras with known poses), so ground-truth depth is exact; the ONNX models are tiny
-graphs built here with the ``onnx`` package whose output is a known function of the input.
+Ground-truth depth comes from gouache.testing.scenes (ray cast in numpy); the ONNX models
+are tiny graphs built here with the ``onnx`` package whose output is a known function of
+the input.  Multi-view alignment: tests/test_enhance_align.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx  # in the test extra: a missing package is a broken install, not a skip
+import onnxruntime  # noqa: F401
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from gouache import InvalidInputError, MissingDependencyError
+from gouache._modelfiles.catalog import DownloadError
 from gouache.enhance import (
     DepthEstimator,
-    align_depth_scales,
     estimate_depth,
     estimate_depth_confidence,
+    load_depth,
     normalize_inverse_depth,
 )
-from gouache.enhance.depth import FAMILIES, detect_family
+from gouache.enhance.depth import (
+    FAMILIES,
+    apply_confidence_mask,
+    detect_family,
+    get_reliable_depth_mask,
+    load_depth_raw,
+    save_depth,
+    save_depth_grayscale,
+    save_depth_raw,
+    weighted_depth_fusion,
+)
+from gouache.enhance.depth.estimate import get_estimator
+from gouache.testing import scenes
 
-# --------------------------------------------------------------------------- synthetic scenes
-
-SPHERES = [((0.3, 0.0, -0.2), 1.0), ((1.6, -0.4, 0.8), 0.5)]
-BOXES = [((-1.9, -1.0, -0.6), (-1.1, 0.2, 0.4))]
-ROOM = ((-7.0, -1.0, -6.0), (9.0, 6.0, 10.0))  # off-centre: the background changes with the view
+SCENE = scenes.spheres_in_room()
 W = H = 96
 
 
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """4x4 camera-to-world pose, OpenCV axes (x right, y down, z forward)."""
-    eye = np.asarray(eye, float)
-    z = np.asarray(target, float) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
-    return pose
-
-
-def intrinsics(w: int, h: int, f: float) -> np.ndarray:
-    return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
-
-
-def _slabs(o, d, lo, hi):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1, t2 = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
-    return np.nanmax(np.minimum(t1, t2), axis=1), np.nanmin(np.maximum(t1, t2), axis=1)
-
-
-def render_depth(pose: np.ndarray, K: np.ndarray, w: int = W, h: int = H, objects: bool = True) -> np.ndarray:
-    """Ground-truth z-depth of the scene seen by ``pose`` / ``K``."""
-    v, u = np.mgrid[0:h, 0:w].astype(float)
-    rays = np.linalg.inv(K) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
-    d = (pose[:3, :3] @ rays).T  # camera z = 1, so the ray parameter t is the z-depth
-    o = pose[:3, 3]
-    best = _slabs(o, d, *ROOM)[1]
-    for c, r in SPHERES if objects else []:
-        oc = o - np.asarray(c)
-        b, cc = d @ oc, oc @ oc - r * r
-        a = (d * d).sum(axis=1)
-        disc = b * b - a * cc
-        t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf)
-        best = np.minimum(best, np.where(t > 1e-6, t, np.inf))
-    for lo, hi in BOXES if objects else []:
-        near, far = _slabs(o, d, lo, hi)
-        best = np.minimum(best, np.where((near <= far) & (near > 1e-6), near, np.inf))
-    return best.reshape(h, w)
-
-
-def orbit(angles_deg, radius=5.0, height=1.2, wobble=True):
-    """Cameras around the objects, looking at the origin; ``wobble`` varies radius and height
-    per view so that no surface (floor, ceiling) looks the same at equal pixels in two views."""
-    poses = []
-    for k, a in enumerate(angles_deg):
-        r = radius + (0.4 * np.sin(1.7 * k) if wobble else 0.0)
-        y = height + (0.3 * np.cos(2.3 * k) if wobble else 0.0)
-        poses.append(look_at((r * np.sin(np.radians(a)), y, r * np.cos(np.radians(a)))))
-    return poses
-
-
-def corrupt(inv: np.ndarray, a: float, b: float, rng, outliers: float = 0.03):
-    """An affine-invariant 'estimate' m with a*m + b = inv, plus random outlier pixels."""
-    m = (inv - b) / a
-    bad = rng.random(m.shape) < outliers
-    m[bad] = rng.uniform(m.min(), m.max(), int(bad.sum()))
-    return m, ~bad
-
-
-def rel_err(got, want):
-    return abs(got - want) / abs(want)
-
-
-@pytest.fixture(scope="module")
-def orbit_scene():
-    """Five views orbiting the objects (0..80 degrees); view 0 is exact, the others corrupted."""
-    rng = np.random.default_rng(7)
-    K = intrinsics(W, H, 90.0)
-    poses = orbit([0, 20, 40, 60, 80])
-    depth = [render_depth(p, K) for p in poses]
-    inv = [1.0 / d for d in depth]
-    truth = [(1.0, 0.0)] + [(rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)) for _ in poses[1:]]
-    maps, clean = [inv[0]], [np.ones(inv[0].shape, bool)]
-    for (a, b), t in zip(truth[1:], inv[1:]):
-        m, ok = corrupt(t, a, b, rng)
-        maps.append(m)
-        clean.append(ok)
-    return dict(K=K, poses=poses, depth=depth, inv=inv, truth=truth, maps=maps, clean=clean)
-
-
-# --------------------------------------------------------------------------- alignment
-
-
-@pytest.mark.parametrize("loss", ["tukey", "huber"])
-def test_equal_pixel_alignment_recovers_scale_and_shift_despite_outliers(loss):
-    rng = np.random.default_rng(3)
-    inv = 1.0 / render_depth(look_at((0.0, 1.2, 5.0)), intrinsics(W, H, 90.0))
-    truth = [(1.0, 0.0), (0.37, 0.21), (2.5, -0.04), (1.3, 0.11)]
-    maps = [inv] + [corrupt(inv, a, b, rng, outliers=0.05)[0] for a, b in truth[1:]]
-    aligned, params = align_depth_scales(maps, loss=loss)
-    for (a, b), (fa, fb) in zip(truth, params):
-        assert rel_err(fa, a) < 0.01 and abs(fb - b) < 0.01 * abs(a) + 1e-9, (a, b, fa, fb)
-    assert all(x.dtype == np.float32 and x.shape == inv.shape for x in aligned)
-    assert np.allclose(aligned[0], inv, rtol=1e-6)
-
-
-def test_pose_aware_alignment_recovers_rotated_views_and_beats_equal_pixels(orbit_scene):
-    s = orbit_scene
-    eq_aligned, eq_params = align_depth_scales(s["maps"])
-    po_aligned, po_params = align_depth_scales(s["maps"], poses=s["poses"], intrinsics=s["K"])
-    eq_errs, po_errs = [], []
-    for i in range(1, len(s["maps"])):
-        a, b = s["truth"][i]
-        assert rel_err(po_params[i][0], a) < 0.01 and rel_err(po_params[i][1], b) < 0.01, (i, s["truth"][i], po_params[i])
-        ok = s["clean"][i]
-        eq_errs.append(np.median(np.abs(eq_aligned[i][ok] - s["inv"][i][ok]) / s["inv"][i][ok]))
-        po_errs.append(np.median(np.abs(po_aligned[i][ok] - s["inv"][i][ok]) / s["inv"][i][ok]))
-    assert max(po_errs) < 0.002, po_errs
-    assert np.mean(po_errs) < 0.2 * np.mean(eq_errs), (po_errs, eq_errs)
-    assert po_errs[-1] < eq_errs[-1]  # the most rotated view especially
-
-
-@pytest.mark.parametrize("noise", [0.0, 0.01])
-def test_turntable_all_around_is_aligned_through_neighbours(noise):
-    """Eight views over 360 degrees: the opposite views share little with view 0 (occlusions
-    are a majority there), so they are reached through their neighbours."""
-    rng = np.random.default_rng(1)
-    K = intrinsics(W, H, 90.0)
-    poses = orbit(range(0, 360, 45))
-    inv = [1.0 / render_depth(p, K) for p in poses]
-    truth = [(1.0, 0.0)] + [(rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)) for _ in poses[1:]]
-    maps = [inv[0]] + [corrupt(t * (1 + noise * rng.standard_normal(t.shape)), a, b, rng)[0]
-                       for (a, b), t in zip(truth[1:], inv[1:])]
-    _, params = align_depth_scales(maps, poses=poses, intrinsics=K)
-    _, params_eq = align_depth_scales(maps)
-    tol = 0.01 if noise == 0 else 0.02
-    errs = [max(rel_err(fa, a), rel_err(fb, b)) for (a, b), (fa, fb) in zip(truth[1:], params[1:])]
-    errs_eq = [max(rel_err(fa, a), rel_err(fb, b)) for (a, b), (fa, fb) in zip(truth[1:], params_eq[1:])]
-    assert max(errs) < tol, errs
-    assert np.mean(errs_eq) > 5 * np.mean(errs) + 0.05, errs_eq
-
-
-def test_views_of_different_sizes_and_intrinsics():
-    """Non-square, large (searched on a subsampled grid) and small views with their own K."""
-    rng = np.random.default_rng(2)
-    sizes = [(400, 300, 380.0), (160, 120, 140.0), (90, 150, 100.0)]
-    poses = orbit([0, 30, -35])
-    Ks = [intrinsics(w, h, f) for w, h, f in sizes]
-    inv = [1.0 / render_depth(p, K, w, h) for p, K, (w, h, _) in zip(poses, Ks, sizes)]
-    truth = [(1.0, 0.0), (0.7, 0.12), (1.8, 0.05)]
-    maps = [inv[0]] + [corrupt(t, a, b, rng)[0] for (a, b), t in zip(truth[1:], inv[1:])]
-    aligned, params = align_depth_scales(maps, poses=poses, intrinsics=Ks)
-    assert [m.shape for m in aligned] == [(300, 400), (120, 160), (150, 90)]
-    for (a, b), (fa, fb) in zip(truth, params):
-        assert rel_err(fa, a) < 0.01 and abs(fb - b) < 0.01 * max(b, 0.01), (a, b, fa, fb)
-
-
-def test_metric_depth_anchors_every_view(orbit_scene):
-    s = orbit_scene
-    rng = np.random.default_rng(11)
-    maps, truth = [], []
-    for t in s["inv"]:  # now even view 0 is only known up to scale and shift
-        a, b = rng.uniform(0.5, 2.0), rng.uniform(0.05, 0.3)
-        maps.append(corrupt(t, a, b, rng, outliers=0.02)[0])
-        truth.append((a, b))
-    depth2 = s["depth"][2].copy()
-    depth2[:5] = np.inf  # non-finite rendered pixels are ignored
-    aligned, params = align_depth_scales(maps, poses=s["poses"], intrinsics=s["K"], metric_depth={2: depth2})
-    for (a, b), (fa, fb) in zip(truth, params):
-        assert rel_err(fa, a) < 0.01 and rel_err(fb, b) < 0.01, (a, b, fa, fb)
-    # without poses, the metric view is fitted on its own pixels and the others to it
-    _, params_eq = align_depth_scales(maps, metric_depth=[None, None, s["depth"][2], None, None], reference=2)
-    assert rel_err(params_eq[2][0], truth[2][0]) < 0.01
-
-
-def test_opengl_poses_give_the_same_alignment(orbit_scene):
-    s = orbit_scene
-    gl = [p @ np.diag([1.0, -1.0, -1.0, 1.0]) for p in s["poses"]]
-    _, cv = align_depth_scales(s["maps"], poses=s["poses"], intrinsics=s["K"])
-    _, ogl = align_depth_scales(s["maps"], poses=gl, intrinsics=[s["K"]] * len(gl), convention="opengl")
-    assert np.allclose(cv, ogl, rtol=1e-9)
-
-
-def test_masks_exclude_garbage_regions():
-    rng = np.random.default_rng(5)
-    inv = 1.0 / render_depth(look_at((0.0, 1.2, 5.0)), intrinsics(W, H, 90.0))
-    m, _ = corrupt(inv, 0.8, 0.1, rng, outliers=0.0)
-    m[:, : W // 2] = rng.uniform(0, 5, (H, W // 2))  # half the map is garbage
-    mask = np.ones(inv.shape, bool)
-    mask[:, : W // 2] = False
-    _, params = align_depth_scales([inv, m], masks=[None, mask])
-    assert rel_err(params[1][0], 0.8) < 0.01 and rel_err(params[1][1], 0.1) < 0.01
-
-
-def test_alignment_rejects_bad_inputs(orbit_scene):
-    s = orbit_scene
-    maps = s["maps"][:2]
-    bad = maps[1].copy()
-    bad[3, 3] = np.nan
-    with pytest.raises(InvalidInputError, match=r"depth_maps\[1\].*NaN"):
-        align_depth_scales([maps[0], bad])
-    with pytest.raises(InvalidInputError, match="intrinsics"):
-        align_depth_scales(maps, poses=s["poses"][:2])
-    with pytest.raises(InvalidInputError, match="reference"):
-        align_depth_scales(maps, reference=2)
-    with pytest.raises(InvalidInputError, match="poses must be 2"):
-        align_depth_scales(maps, poses=s["poses"][:3], intrinsics=s["K"])
-    with pytest.raises(InvalidInputError, match="equal pixels"):
-        align_depth_scales([maps[0], maps[1][:50]])
-    with pytest.raises(InvalidInputError, match="loss"):
-        align_depth_scales(maps, loss="l2")
-    with pytest.raises(InvalidInputError, match="convention"):
-        align_depth_scales(maps, poses=s["poses"][:2], intrinsics=s["K"], convention="unity")
+def render_depth(pose, K):
+    return SCENE.render(pose, K, W, H).depth
 
 
 # --------------------------------------------------------------------------- confidence
 
 
 def test_confidence_low_on_silhouettes_high_inside_objects():
-    pose, K = look_at((0.0, 0.0, 5.0)), intrinsics(W, H, 90.0)
+    pose, K = scenes.look_at((0.0, 0.0, 5.0)), scenes.intrinsics(W, H, focal=90.0)
     depth = render_depth(pose, K)
     conf = estimate_depth_confidence(depth)
     assert conf.dtype == np.float32 and conf.shape == depth.shape
@@ -294,10 +103,6 @@ def test_normalize_inverse_depth_is_robust():
 
 # --------------------------------------------------------------------------- ONNX estimation
 
-import onnx  # in the test extra: a missing package is a broken install, not a skip
-import onnxruntime  # noqa: F401
-from onnx import TensorProto, helper, numpy_helper
-
 
 def needs_onnx(fn):  # kept as a marker of the tests that run ONNX Runtime
     return fn
@@ -305,7 +110,8 @@ def needs_onnx(fn):  # kept as a marker of the tests that run ONNX Runtime
 
 def _save(path, nodes, in_shape, out_shape, inits=()):
     graph = helper.make_graph(
-        nodes, "tiny_depth",
+        nodes,
+        "tiny_depth",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info("depth", TensorProto.FLOAT, out_shape)],
         list(inits),
@@ -362,7 +168,8 @@ def test_each_family_detected_and_normalized(tmp_path, family):
     assert raw.shape == (fam.size, fam.size)
     assert np.allclose(raw, (color[0] - fam.mean[0]) / fam.std[0], atol=1e-4)
     mean = DepthEstimator(mean_model(tmp_path / "mean.onnx", fam.size)).raw(
-        np.broadcast_to(np.asarray(color, np.float32), (40, 60, 3)))
+        np.broadcast_to(np.asarray(color, np.float32), (40, 60, 3))
+    )
     want = np.mean([(c - m) / s for c, m, s in zip(color, fam.mean, fam.std)])
     assert np.allclose(mean, want, atol=1e-4)
 
@@ -392,8 +199,10 @@ def test_low_resolution_output_is_resized_back(tmp_path):
 def test_constant_output_gives_zeros(tmp_path):
     zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
     idx = numpy_helper.from_array(np.array(0, np.int64), "idx")
-    nodes = [helper.make_node("Gather", ["image", "idx"], ["g"], axis=1),
-             helper.make_node("Mul", ["g", "zero"], ["depth"])]
+    nodes = [
+        helper.make_node("Gather", ["image", "idx"], ["g"], axis=1),
+        helper.make_node("Mul", ["g", "zero"], ["depth"]),
+    ]
     path = _save(tmp_path / "flat.onnx", nodes, [1, 3, 256, 256], [1, 256, 256], [idx, zero])
     out = estimate_depth(_ramp_image(), path)
     assert np.all(out == 0.0)
@@ -406,7 +215,7 @@ def test_dynamic_models_need_a_name_or_family(tmp_path):
     assert est.family == "midas_small" and est.input_size == (256, 256)
     anonymous = channel_model(tmp_path / "model.onnx", 0, dims=dims)
     with pytest.raises(InvalidInputError, match="family="):
-        DepthEstimator(anonymous).family
+        _ = DepthEstimator(anonymous).family
     est = DepthEstimator(anonymous, family="depth_anything")
     assert est.input_size == (518, 518) and est(_ramp_image()).shape == (50, 70)
 
@@ -454,21 +263,24 @@ def test_estimator_reuses_its_session(tmp_path):
 
 
 @needs_onnx
-def test_model_lookup_and_errors(tmp_path, monkeypatch):
+def test_model_lookup_and_errors(tmp_path, clean_env):
     channel_model(tmp_path / "dpt.onnx", 384)
-    monkeypatch.setenv("GOUACHE_DEPTH_MODELS", str(tmp_path))
+    clean_env.setenv("GOUACHE_DEPTH_MODELS", str(tmp_path))
     assert DepthEstimator("dpt").path == tmp_path / "dpt.onnx"
-    with pytest.raises(InvalidInputError, match="midas_small.onnx"):
+    assert DepthEstimator(model_type="DPT_Large").path == tmp_path / "dpt.onnx"  # Glimpse3D's keyword and name
+    with pytest.raises(DownloadError, match=r"looked for midas_small.onnx.*gouache pull"):
         DepthEstimator("midas_small")
-    with pytest.raises(InvalidInputError, match="not found"):
+    with pytest.raises(InvalidInputError, match="neither an .onnx file nor a depth model name"):
         DepthEstimator(tmp_path / "nope.onnx")
+    with pytest.raises(InvalidInputError, match="not both"):
+        DepthEstimator("dpt", model_type="DPT_Large")
     with pytest.raises(InvalidInputError, match="family must be one of"):
         DepthEstimator(tmp_path / "dpt.onnx", family="zoe")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(InvalidInputError, match="cannot load"):
-        DepthEstimator(tmp_path / "junk.onnx").session
+        _ = DepthEstimator(tmp_path / "junk.onnx").session
     with pytest.raises(InvalidInputError, match="not available"):
-        DepthEstimator(tmp_path / "dpt.onnx", providers=["NoSuchExecutionProvider"]).session
+        _ = DepthEstimator(tmp_path / "dpt.onnx", providers=["NoSuchExecutionProvider"]).session
 
 
 def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
@@ -477,5 +289,105 @@ def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"never read: onnxruntime is missing")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(MissingDependencyError, match=r'gouache\[enhance\]'):
+    with pytest.raises(MissingDependencyError, match=r"gouache\[enhance\]"):
         estimate_depth(_ramp_image(), path)
+
+
+@needs_onnx
+def test_default_model_glimpse3d_methods_and_shared_session(tmp_path, clean_env):
+    path = channel_model(tmp_path / "m.onnx", 256)
+    clean_env.setenv("GOUACHE_DEPTH_MODEL", str(path))
+    est = DepthEstimator()  # the default is the environment's
+    assert est.path == path and est.family == "midas_small"
+    img = _ramp_image()
+    assert np.array_equal(est.estimate(img), est(img))
+    raw = est.estimate(img, normalize=False)  # the model's own units, at the image's size
+    assert raw.shape == (50, 70) and raw.max() > 1.0 and raw.dtype == np.float32
+    assert [d.shape for d in est.estimate_batch([img, img[:20]])] == [(50, 70), (20, 70)]
+    first = get_estimator()
+    estimate_depth(img)
+    assert get_estimator() is first  # the README's loop over views loads the model once
+    assert get_estimator(device="cpu") is not first  # another request: another session (the last one is kept)
+    assert DepthEstimator(path, device="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(InvalidInputError, match="device= or providers="):
+        DepthEstimator(path, device="cpu", providers=["CPUExecutionProvider"])
+
+
+# --------------------------------------------------------------------------- confidence helpers (Glimpse3D's)
+
+
+def test_apply_confidence_mask_and_reliable_mask():
+    rng = np.random.default_rng(0)
+    depth = rng.random((100, 100)).astype(np.float32)
+    confidence = rng.random((100, 100)).astype(np.float32)
+    masked = apply_confidence_mask(depth, confidence, threshold=0.5)
+    assert masked[confidence < 0.5].sum() == 0 and np.array_equal(masked[confidence >= 0.5], depth[confidence >= 0.5])
+    assert np.all(apply_confidence_mask(depth, confidence, 0.5, fill_value=-1.0)[confidence < 0.5] == -1.0)
+    # two solid regions, one big and one small, plus speckle
+    conf = np.zeros((60, 60), np.float32)
+    conf[5:35, 5:35] = 0.9
+    conf[45:52, 45:52] = 0.9
+    conf[rng.random((60, 60)) < 0.02] = 1.0
+    mask = get_reliable_depth_mask(conf, threshold=0.5, min_region_size=100)
+    assert mask.dtype == bool and mask.shape == conf.shape
+    assert mask[10:30, 10:30].all() and not mask[45:52, 45:52].any()  # the small region is dropped
+    assert mask.sum() < 30 * 30 + 10  # and the speckle
+    assert get_reliable_depth_mask(conf, 0.5, min_region_size=0)[46:51, 46:51].all()
+    with pytest.raises(InvalidInputError, match=r"confidence values must lie in \[0, 1\]"):
+        get_reliable_depth_mask(conf * 3)
+
+
+def test_weighted_fusion_follows_confidence():
+    rng = np.random.default_rng(1)
+    d1, d2 = rng.random((40, 40)).astype(np.float32), rng.random((40, 40)).astype(np.float32)
+    fused, conf = weighted_depth_fusion([d1, d2], [np.full_like(d1, 0.8), np.full_like(d2, 0.2)], normalize=False)
+    assert np.allclose(fused, 0.8 * d1 + 0.2 * d2, atol=1e-6) and np.all(conf == np.float32(0.8))
+    norm, _ = weighted_depth_fusion([d1, d2], [np.full_like(d1, 0.8), np.full_like(d2, 0.2)])
+    assert norm.min() == 0.0 and norm.max() == 1.0
+    zero, _ = weighted_depth_fusion([d1, d2], [np.zeros_like(d1)] * 2, normalize=False)
+    assert np.allclose(zero, (d1 + d2) / 2)  # no confidence anywhere: the plain mean
+    with pytest.raises(InvalidInputError, match="one map per depth map"):
+        weighted_depth_fusion([d1, d2], [d1])
+    with pytest.raises(InvalidInputError, match="same shape"):
+        weighted_depth_fusion([d1, d2[:10]], [d1, d2[:10]])
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+def test_depth_files_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    depth = (3.0 + 4.0 * rng.random((30, 40))).astype(np.float32)
+    for name in ("d.npy", "d.tiff"):
+        save_depth(depth, tmp_path / name)
+        assert np.array_equal(load_depth(tmp_path / name), depth)
+    save_depth(depth, tmp_path / "d.png")
+    back = load_depth(tmp_path / "d.png")
+    assert np.abs(back - depth).max() <= (depth.max() - depth.min()) / 65535 + 1e-5  # 16-bit, original units
+    from PIL import Image
+
+    with Image.open(tmp_path / "d.png") as im:
+        assert im.mode.startswith("I") and np.asarray(im).max() == 65535  # an ordinary 16-bit PNG to other tools
+    save_depth_raw(depth, tmp_path / "raw.npy")
+    assert np.array_equal(load_depth_raw(tmp_path / "raw.npy"), depth)
+    save_depth_grayscale(depth / 8.0, tmp_path / "g.png")
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.mode == "L" and im.size == (40, 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy", "d.png", "d.tiff", "g.png", "raw.npy"]
+
+
+def test_depth_files_are_never_overwritten_silently(tmp_path):
+    target = tmp_path / "d.npy"
+    target.write_bytes(b"user data")
+    with pytest.raises(InvalidInputError, match="exists"):
+        save_depth_raw(np.zeros((4, 4)), target)
+    assert target.read_bytes() == b"user data"
+    save_depth_raw(np.ones((4, 4)), target, overwrite=True)
+    assert np.all(load_depth_raw(target) == 1.0)
+    with pytest.raises(InvalidInputError, match="extension must be one of"):
+        save_depth(np.zeros((4, 4)), tmp_path / "d.exr")
+    with pytest.raises(InvalidInputError, match="writes .npy"):
+        save_depth_raw(np.zeros((4, 4)), tmp_path / "d.png")
+    with pytest.raises(InvalidInputError, match="not a readable .npy"):
+        (tmp_path / "bad.npy").write_bytes(b"junk")
+        load_depth(tmp_path / "bad.npy")

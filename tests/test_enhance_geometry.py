@@ -23,7 +23,7 @@ def smooth_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray
 
 def centroid(plane: np.ndarray) -> tuple[float, float]:
     w = np.clip(plane - plane.max() * 0.5, 0, None)
-    v, u = np.mgrid[0:plane.shape[0], 0:plane.shape[1]]
+    v, u = np.mgrid[0 : plane.shape[0], 0 : plane.shape[1]]
     return float((w * u).sum() / w.sum()), float((w * v).sum() / w.sum())
 
 
@@ -38,7 +38,7 @@ def test_load_image_from_pil_modes_arrays_and_paths(tmp_path):
     assert alpha is not None and np.allclose(alpha, 128 / 255)
     assert load_image(Image.fromarray(rgba[..., :3]))[1] is None
 
-    gray16 = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000)
+    gray16 = np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000
     path = tmp_path / "g16.png"
     Image.fromarray(gray16).save(path)
     rgb, alpha = load_image(path)
@@ -68,7 +68,7 @@ def test_load_image_errors_name_the_argument():
 
 
 def test_load_depth_keeps_values(tmp_path):
-    raw = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    raw = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
     path = tmp_path / "depth16.png"
     Image.fromarray(raw).save(path)
     depth = load_depth(path)
@@ -80,15 +80,18 @@ def test_load_depth_keeps_values(tmp_path):
     assert np.array_equal(load_depth(Image.fromarray(np.full((2, 2), 3.5, np.float32))), np.full((2, 2), 3.5))
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros(5), r"2-D depth map .*shape \(5,\)"),
-    (np.zeros((2, 2, 2, 1)), "2-D depth map"),
-    (np.zeros((0, 4)), "empty"),
-    (np.array([[1.0, np.nan]]), "1 NaN or infinite"),
-    (np.array([[1.0, np.inf]]), "NaN or infinite"),
-    (np.dstack([np.zeros((2, 2)), np.ones((2, 2)), np.zeros((2, 2))]), "channels differ"),
-    (np.zeros((2, 2), bool), "dtype bool"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros(5), r"2-D depth map .*shape \(5,\)"),
+        (np.zeros((2, 2, 2, 1)), "2-D depth map"),
+        (np.zeros((0, 4)), "empty"),
+        (np.array([[1.0, np.nan]]), "1 NaN or infinite"),
+        (np.array([[1.0, np.inf]]), "NaN or infinite"),
+        (np.dstack([np.zeros((2, 2)), np.ones((2, 2)), np.zeros((2, 2))]), "channels differ"),
+        (np.zeros((2, 2), bool), "dtype bool"),
+    ],
+)
 def test_load_depth_rejects(bad, match):
     with pytest.raises(InvalidInputError, match=match):
         load_depth(bad, name="depth")
@@ -108,13 +111,16 @@ def test_load_mask_conventions():
 # --------------------------------------------------------------------------- Letterbox geometry
 
 
-@pytest.mark.parametrize("size, content, canvas, offset", [
-    ((512, 256), (1024, 512), (1024, 512), (0, 0)),
-    ((300, 200), (1024, 683), (1024, 704), (0, 10)),
-    ((200, 300), (683, 1024), (704, 1024), (10, 0)),
-    ((1024, 1024), (1024, 1024), (1024, 1024), (0, 0)),
-    ((4000, 3000), (1024, 768), (1024, 768), (0, 0)),
-])
+@pytest.mark.parametrize(
+    "size, content, canvas, offset",
+    [
+        ((512, 256), (1024, 512), (1024, 512), (0, 0)),
+        ((300, 200), (1024, 683), (1024, 704), (0, 10)),
+        ((200, 300), (683, 1024), (704, 1024), (10, 0)),
+        ((1024, 1024), (1024, 1024), (1024, 1024), (0, 0)),
+        ((4000, 3000), (1024, 768), (1024, 768), (0, 0)),
+    ],
+)
 def test_fit_scales_long_side_keeps_aspect_and_centres(size, content, canvas, offset):
     lb = Letterbox.fit(*size)
     assert (lb.content_width, lb.content_height) == content
@@ -130,15 +136,16 @@ def test_fit_validates():
         Letterbox.fit(10, 10, multiple=-64)
 
 
-@pytest.mark.parametrize("size, target", [((512, 256), 1024), ((256, 128), 1024), ((100, 60), 300),
-                                          ((1000, 600), 1000), ((640, 480), 1280)])
+@pytest.mark.parametrize(
+    "size, target", [((512, 256), 1024), ((256, 128), 1024), ((100, 60), 300), ((1000, 600), 1000), ((640, 480), 1280)]
+)
 def test_round_trip_exact_for_integer_scale_factors(size, target):
     w, h = size
     lb = Letterbox.fit(w, h, target=target)
     assert lb.content_width % w == 0  # integer factor (1 = padding only)
     img = smooth_image(h, w)
     img[h // 3, w // 4] = [1.0, 0.0, 1.0]  # sharp details survive too
-    img[h // 2:, w // 2] = 0.0
+    img[h // 2 :, w // 2] = 0.0
     assert np.abs(lb.restore(lb.apply_image(img)) - img).max() < 1e-5
     u8 = np.rint(img * 255).astype(np.uint8)
     assert np.array_equal(lb.restore(lb.apply_image(u8)), u8)
@@ -191,7 +198,7 @@ def test_depth_and_mask_of_another_size_are_resampled_onto_the_image():
 def test_no_stretch_for_non_square_inputs():
     lb = Letterbox.fit(300, 150)
     v, u = np.mgrid[0:150, 0:300]
-    disc = ((u - 200) ** 2 + (v - 70) ** 2 <= 30 ** 2).astype(np.float32)
+    disc = ((u - 200) ** 2 + (v - 70) ** 2 <= 30**2).astype(np.float32)
     out = lb.apply_mask(disc) > 0.5
     rows, cols = np.nonzero(out)
     assert abs((cols.max() - cols.min()) - (rows.max() - rows.min())) <= 1

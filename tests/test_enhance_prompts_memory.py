@@ -1,4 +1,4 @@
-"""gouache.enhance: prompt templates and memory presets/report."""
+"""gouache.enhance: prompt templates, and gouache.enhance.memory_utils (presets, report)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gouache import EngineOptions, InvalidInputError
 from gouache.enhance import MemoryConfig, PromptBuilder, get_memory_status, print_memory_report
-from gouache.enhance import memory
+from gouache.enhance import memory_utils as memory
 
 BUILTINS = ["anime_style", "character", "default", "environment", "object", "photorealistic", "product"]
 
@@ -39,15 +39,34 @@ def test_extra_forms():
         b.build("a cube", extra=3)
 
 
+@pytest.mark.parametrize("subject", ["a 1,5 litre bottle", "a red,white and blue flag", "an old , worn chair"])
+def test_the_users_text_is_kept_as_written(subject):
+    prompt, _ = PromptBuilder().build(subject)
+    assert prompt.startswith(subject + ", highly detailed")
+    assert (
+        PromptBuilder("photorealistic")
+        .build(subject, extra="3,5 mm grain")[0]
+        .startswith(f"a photograph of {subject}, 3,5 mm grain, photorealistic")
+    )
+
+
 def test_unknown_template_lists_the_available_ones():
-    with pytest.raises(InvalidInputError, match=r"unknown prompt template 'watercolour'; available: anime_style, .*product"):
+    with pytest.raises(
+        InvalidInputError, match=r"unknown prompt template 'watercolour'; available: anime_style, .*product"
+    ):
         PromptBuilder("watercolour")
 
 
 def test_user_templates_from_json_and_toml(tmp_path):
     js = tmp_path / "t.json"
-    js.write_text(json.dumps({"clay": {"prompt": "{subject} in clay, {extra}", "negative": "photo"},
-                              "default": {"prompt": "just {subject}"}}))
+    js.write_text(
+        json.dumps(
+            {
+                "clay": {"prompt": "{subject} in clay, {extra}", "negative": "photo"},
+                "default": {"prompt": "just {subject}"},
+            }
+        )
+    )
     b = PromptBuilder("clay", templates_file=js)
     assert b.build("a fox", "soft light") == ("a fox in clay, soft light", "photo")
     assert b.templates() == sorted([*BUILTINS, "clay"])
@@ -59,15 +78,18 @@ def test_user_templates_from_json_and_toml(tmp_path):
     assert PromptBuilder("ink", templates_file=toml).build("a boat") == ("ink drawing of a boat", "color")
 
 
-@pytest.mark.parametrize("content, suffix, match", [
-    ('{"x": {"prompt": "no subject here"}}', ".json", r"'\{subject\}'"),
-    ('{"x": {"prompt": "{subject}", "style": "y"}}', ".json", "got keys"),
-    ('{"x": "plain string"}', ".json", "must be a table"),
-    ('["x"]', ".json", "must map template names"),
-    ("{not json", ".json", "cannot be parsed"),
-    ("x = [", ".toml", "cannot be parsed"),
-    ("x: 1", ".yaml", r"\.json or \.toml"),
-])
+@pytest.mark.parametrize(
+    "content, suffix, match",
+    [
+        ('{"x": {"prompt": "no subject here"}}', ".json", r"'\{subject\}'"),
+        ('{"x": {"prompt": "{subject}", "style": "y"}}', ".json", "got keys"),
+        ('{"x": "plain string"}', ".json", "must be a table"),
+        ('["x"]', ".json", "must map template names"),
+        ("{not json", ".json", "cannot be parsed"),
+        ("x = [", ".toml", "cannot be parsed"),
+        ("x: 1", ".yaml", r"\.json or \.toml"),
+    ],
+)
 def test_bad_templates_files(tmp_path, content, suffix, match):
     path = tmp_path / f"templates{suffix}"
     path.write_text(content)
@@ -83,23 +105,42 @@ def test_missing_templates_file(tmp_path):
 # --------------------------------------------------------------------------- memory presets
 
 
-@pytest.mark.parametrize("name", ["t4_balanced", "t4_speed", "t4_minimal", "cpu"])
+@pytest.mark.parametrize("name", ["t4_balanced", "t4_speed", "t4_minimal", "cpu", "none"])
 def test_presets_map_onto_engine_options(name):
     cfg = MemoryConfig.from_preset(name)
-    opts = cfg.to_engine_options()
+    opts = cfg.to_engine_options(device="cpu")
     assert isinstance(opts, EngineOptions)
-    for field in ("offload_to_cpu", "keep_vae_on_cpu", "keep_clip_on_cpu", "keep_control_net_on_cpu",
-                  "flash_attention", "vae_tiling"):
+    for field in (
+        "offload_to_cpu",
+        "keep_vae_on_cpu",
+        "keep_clip_on_cpu",
+        "keep_control_net_on_cpu",
+        "flash_attention",
+        "vae_tiling",
+    ):
         assert getattr(opts, field) == getattr(cfg, field)
+    assert opts.device == "cpu" and opts.precision == "auto"  # the CPU picks its own precision
     assert cfg.to_engine_options(mmap=True, rng="cpu").mmap is True
+    cuda = cfg.to_engine_options(device="cuda:1")
+    assert cuda.device == "cuda:1"
+    assert cuda.precision == {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", None: "auto"}[cfg.torch_dtype]
+
+
+def test_auto_preset_follows_the_device(monkeypatch):
+    monkeypatch.setattr(memory, "choose_preset", lambda *a, **k: "t4_balanced")
+    assert MemoryConfig.from_preset("auto", device="cpu") == MemoryConfig.from_preset("cpu")
+    assert MemoryConfig.from_preset("auto", device="cuda") == MemoryConfig.from_preset("t4_balanced")
 
 
 def test_preset_contents_are_sensible():
-    speed, balanced, minimal, cpu = (MemoryConfig.from_preset(n) for n in ("t4_speed", "t4_balanced", "t4_minimal", "cpu"))
+    speed, balanced, minimal, cpu, none = (
+        MemoryConfig.from_preset(n) for n in ("t4_speed", "t4_balanced", "t4_minimal", "cpu", "none")
+    )
     assert not speed.offload_to_cpu and not speed.vae_tiling
     assert minimal.offload_to_cpu and minimal.vae_tiling and minimal.weight_type == "q8_0"
     assert balanced.vae_tiling and balanced.torch_dtype == "float16"  # T4: no bfloat16
-    assert cpu.torch_dtype == "float32" and not cpu.offload_to_cpu
+    assert cpu.torch_dtype is None and not cpu.offload_to_cpu  # the CPU's best precision (bf16 where it has it)
+    assert none == MemoryConfig()
 
 
 def test_memory_config_validation():
@@ -116,17 +157,20 @@ def test_memory_config_validation():
     assert MemoryConfig(weight_type="q4_k").weight_type == "q4_k"
 
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
-@pytest.mark.parametrize("gpu, ram, want", [
-    (None, 64 * GIB, "cpu"),
-    (0, None, "cpu"),
-    (15 * GIB, 12 * GIB, "t4_balanced"),
-    (15 * GIB, 4 * GIB, "t4_minimal"),
-    (24 * GIB, 4 * GIB, "t4_speed"),
-    (8 * GIB, 64 * GIB, "t4_minimal"),
-])
+@pytest.mark.parametrize(
+    "gpu, ram, want",
+    [
+        (None, 64 * GIB, "cpu"),
+        (0, None, "cpu"),
+        (15 * GIB, 12 * GIB, "t4_balanced"),
+        (15 * GIB, 4 * GIB, "t4_minimal"),
+        (24 * GIB, 4 * GIB, "t4_speed"),
+        (8 * GIB, 64 * GIB, "t4_minimal"),
+    ],
+)
 def test_choose_preset_rules(gpu, ram, want):
     assert memory.choose_preset(gpu, ram, detect=False) == want
 
@@ -159,8 +203,16 @@ def test_auto_uses_torch_cuda_when_importable(monkeypatch):
         cuda = FakeCuda
 
     monkeypatch.setattr(memory, "_import_torch", lambda: FakeTorch)
-    monkeypatch.setattr(memory, "_ram_status", lambda: {"ram_total_bytes": 13 * GIB, "ram_available_bytes": 11 * GIB,
-                                                        "process_rss_bytes": GIB, "source": "procfs"})
+    monkeypatch.setattr(
+        memory,
+        "_ram_status",
+        lambda: {
+            "ram_total_bytes": 13 * GIB,
+            "ram_available_bytes": 11 * GIB,
+            "process_rss_bytes": GIB,
+            "source": "procfs",
+        },
+    )
     assert MemoryConfig.from_preset("auto") == MemoryConfig.from_preset("t4_balanced")
     status = get_memory_status()
     assert status["gpus"] == [{"index": 0, "name": "Tesla T4", "total_bytes": 15 * GIB, "free_bytes": 14 * GIB}]
@@ -171,7 +223,11 @@ def test_auto_uses_torch_cuda_when_importable(monkeypatch):
 
 def test_nvidia_smi_lines_are_parsed():
     assert memory._smi_line("0, Tesla T4, 15360, 15000") == {
-        "index": 0, "name": "Tesla T4", "total_bytes": 15360 * 1024 ** 2, "free_bytes": 15000 * 1024 ** 2}
+        "index": 0,
+        "name": "Tesla T4",
+        "total_bytes": 15360 * 1024**2,
+        "free_bytes": 15000 * 1024**2,
+    }
     assert memory._smi_line("garbage") is None
 
 
@@ -183,4 +239,4 @@ def test_memory_status_and_report(capsys):
         assert status["process_rss_bytes"] > 0
     print_memory_report()
     text = capsys.readouterr().out
-    assert "RAM total" in text and "process RSS" in text
+    assert "RAM total" in text and "process RSS" in text and "attention" in text

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._errors import InvalidInputError
+
 __all__ = [
     "Cache",
     "Control",
@@ -55,8 +57,11 @@ class EngineOptions:
 
     Read by the torch engine only: ``precision`` ("auto": bf16 on CPUs with AVX512-BF16/AMX,
     fp16 on CUDA, fp32 otherwise; or "bf16", "fp16", "fp32"), ``channels_last`` (on by
-    default on CPU), ``compile`` (``torch.compile`` the UNet; off by default).  The sdcpp
-    engine's precision is the weight type (``SDModel(weight_type=...)``).
+    default on CPU), ``compile`` (``torch.compile`` the UNet; off by default), ``device``
+    ("auto": the first CUDA GPU when PyTorch sees one, else the CPU; "cpu", "cuda",
+    "cuda:N"; a CUDA device that is not there is an error).  The sdcpp engine's precision
+    is the weight type (``SDModel(weight_type=...)``) and its device is fixed by the
+    library's build.
     """
 
     offload_to_cpu: bool = False
@@ -71,6 +76,18 @@ class EngineOptions:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    device: str = "auto"
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``EngineOptions.device`` as ``(kind, index)``: "auto", "cpu", "cuda" or "cuda:N"."""
+    if isinstance(device, str):
+        head, sep, index = device.partition(":")
+        if device in ("auto", "cpu", "cuda"):
+            return device, None
+        if head == "cuda" and sep and index.isdigit():
+            return "cuda", int(index)
+    raise InvalidInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N = 0, 1, ...); got {device!r}")
 
 
 @dataclasses.dataclass(frozen=True)

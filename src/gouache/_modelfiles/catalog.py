@@ -300,6 +300,7 @@ def pull(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | bool | None = None,
+    local_files_only: bool = False,
 ) -> Path:
     """Download one file from the Hugging Face Hub (or find it in the local cache) and return its path.
 
@@ -309,8 +310,8 @@ def pull(
     files first); otherwise :class:`gouache.InvalidInputError` lists the candidates.
 
     Uses ``huggingface_hub`` (``pip install "gouache[hub]"``) and its cache
-    (``cache_dir``, else ``HF_HUB_CACHE`` / ``HF_HOME``).  With ``HF_HUB_OFFLINE=1`` only
-    the cache is consulted and no connection is attempted.
+    (``cache_dir``, else ``HF_HUB_CACHE`` / ``HF_HOME``).  With ``HF_HUB_OFFLINE=1`` or
+    ``local_files_only=True`` only the cache is consulted and no connection is attempted.
 
     Raises :class:`DownloadError` when the file is neither cached nor downloadable
     (offline machine, unreachable hub, unknown repo, file or revision, gated repo).
@@ -318,7 +319,7 @@ def pull(
     repo, fname = _resolve_target(repo_id, filename)
     hub = _import_hub()
     cache = _cache_dir(hub, cache_dir)
-    offline = _offline(hub)
+    offline = _offline(hub) or local_files_only
     if fname is None:
         fname = _pick_weight_file(repo, _list_repo_files(hub, repo, revision, cache, token, offline))
     try:
@@ -352,6 +353,7 @@ def _resolve_target(repo_id: Any, filename: Any) -> tuple[str, str | None]:
 def _import_hub() -> Any:
     try:
         import huggingface_hub
+        import huggingface_hub.constants  # noqa: F401 - not an attribute of the package until imported (hub 1.x)
     except ImportError:
         raise MissingDependencyError(
             'downloading models needs huggingface_hub; install it with: pip install "gouache[hub]"',

@@ -122,27 +122,22 @@ def _enhance_config(a: argparse.Namespace):
         "speed": EnhanceConfig.for_speed,
         "cpu": EnhanceConfig.for_cpu,
     }[a.preset]
-    overrides = {
-        k: v
-        for k, v in (
-            ("steps", a.steps),
-            ("strength", a.strength),
-            ("controlnet_scale", a.controlnet_scale),
-            ("working_size", a.working_size),
-            ("seed", a.seed),
-        )
-        if v is not None
-    }
-    return preset(
-        model=a.model,
-        controlnet=a.controlnet,
-        loras=tuple(lora_args(a.lora)),
-        engine=a.engine,
-        prompt_template=a.template,
-        default_subject=a.subject,
-        depth_model=a.depth_model,
-        **overrides,
+    given = (
+        ("lightning_steps", a.steps),
+        ("strength", a.strength),
+        ("controlnet_scale", a.controlnet_scale),
+        ("working_size", a.working_size),
+        ("seed", a.seed),
+        ("model", a.model),
+        ("controlnet", a.controlnet),
+        ("engine", a.engine),
+        ("device", a.device),
+        ("depth_model", a.depth_model),
+        ("use_controlnet", False if a.no_controlnet else None),
+        ("loras", tuple(lora_args(a.lora)) or None),
     )
+    overrides = {k: v for k, v in given if v is not None}
+    return preset(prompt_template=a.template, default_subject=a.subject, **overrides)
 
 
 def _depth_file(folder: str, view: Path) -> Any:

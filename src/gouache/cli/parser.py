@@ -178,11 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("enhance", parents=[common], help="enhance rendered views of a 3D scene (depth-guided)")
     s.add_argument("views", nargs="+", help="view images (PNG with alpha is kept)")
-    s.add_argument("-m", "--model", required=True, metavar="PATH", help="SDXL(-Lightning) or SD1.x checkpoint")
-    s.add_argument("--controlnet", metavar="PATH", help="depth ControlNet (ldm or diffusers layout)")
+    s.add_argument(
+        "-m",
+        "--model",
+        metavar="PATH|NAME",
+        help="checkpoint (default: sdxl-lightning-4step, or $GOUACHE_ENHANCE_MODEL)",
+    )
+    s.add_argument(
+        "--controlnet", metavar="PATH|NAME", help="depth ControlNet (default: the catalog's for the model's family)"
+    )
+    s.add_argument("--no-controlnet", action="store_true", help="enhance without depth guidance")
+    s.add_argument("--device", help="auto, cpu, cuda or cuda:N (torch engine)")
     s.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", help="e.g. the SDXL-Lightning LoRA")
     s.add_argument("--depth", metavar="DIR", help="folder of depth maps named like the views (.png/.npy/.exr-free)")
-    s.add_argument("--depth-model", metavar="PATH", help="ONNX depth model for views without a depth map")
+    s.add_argument(
+        "--depth-model",
+        metavar="PATH|NAME",
+        help="ONNX depth model for views without a depth map (default: MiDaS_small)",
+    )
     s.add_argument("--prompt", help="prompt for every view (default: from --template and --subject)")
     s.add_argument(
         "--template",
@@ -198,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--controlnet-scale", type=float, help="ControlNet scale (overrides the preset)")
     s.add_argument("--working-size", type=int, help="long side of the working canvas (multiple of 64)")
     s.add_argument("--seed", type=int, help="seed shared by all views")
-    s.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
+    s.add_argument("--engine", choices=ENGINE_CHOICES)
     s.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     s.add_argument("--overwrite", action="store_true")
 

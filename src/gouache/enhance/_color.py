@@ -14,9 +14,9 @@ from .._errors import InvalidInputError
 from ._inputs import load_image, load_mask
 
 #: Linear sRGB -> XYZ (D65).
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
 _WHITE = _RGB_TO_XYZ.sum(axis=1)  # D65 white of this matrix, so sRGB white -> a = b = 0
 _DELTA = 6.0 / 29.0
@@ -40,9 +40,10 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """``(..., 3)`` sRGB in ``[0, 1]`` to CIE L*a*b* (D65): L in ``[0, 100]``."""
     xyz = srgb_to_linear(rgb) @ _RGB_TO_XYZ.T / _WHITE
-    f = np.where(xyz > _DELTA ** 3, np.cbrt(xyz), xyz / (3 * _DELTA ** 2) + 4.0 / 29.0)
-    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
-                    axis=-1)
+    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    return np.stack(
+        [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], axis=-1
+    )
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -50,7 +51,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     lab = np.asarray(lab, dtype=np.float64)
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    xyz = np.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4.0 / 29.0)) * _WHITE
+    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _WHITE
     return linear_to_srgb(xyz @ _XYZ_TO_RGB.T)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,7 @@ from PIL import Image
 from .._errors import InvalidInputError
 from ._inputs import load_depth, load_image, load_mask
 
-Fill = Union[float, Sequence[float], str]
+Fill = float | Sequence[float] | str
 
 _KINDS = ("image", "depth", "mask")
 _ASPECT_TOLERANCE = 0.01
@@ -59,7 +59,7 @@ class Letterbox:
             )
 
     @classmethod
-    def fit(cls, width: int, height: int, target: int = 1024, multiple: int = 64) -> "Letterbox":
+    def fit(cls, width: int, height: int, target: int = 1024, multiple: int = 64) -> Letterbox:
         """The geometry for a ``width x height`` input: long side scaled to ``target`` (aspect
         kept), canvas padded up to multiples of ``multiple`` with the content centred."""
         for label, value in (("width", width), ("height", height), ("target", target), ("multiple", multiple)):
@@ -68,8 +68,14 @@ class Letterbox:
         scale = target / max(width, height)
         content_w = max(1, round(width * scale))
         content_h = max(1, round(height * scale))
-        return cls(int(width), int(height), content_w, content_h,
-                   math.ceil(content_w / multiple) * multiple, math.ceil(content_h / multiple) * multiple)
+        return cls(
+            int(width),
+            int(height),
+            content_w,
+            content_h,
+            math.ceil(content_w / multiple) * multiple,
+            math.ceil(content_h / multiple) * multiple,
+        )
 
     # -- derived geometry ------------------------------------------------------------
 
@@ -161,16 +167,15 @@ class Letterbox:
     # -- internals -----------------------------------------------------------------
 
     def _place(self, data: np.ndarray, *, kind: str, fill: list[float] | str) -> np.ndarray:
-        content = _resample(data, (self.content_width, self.content_height), kind=kind,
-                            clip=None if kind == "depth" else (0.0, 1.0))
+        content = _resample(
+            data, (self.content_width, self.content_height), kind=kind, clip=None if kind == "depth" else (0.0, 1.0)
+        )
         return _pad(content, self.canvas_size, self.offset, fill)
 
     def _check_size(self, data: np.ndarray, what: str) -> None:
         h, w = data.shape[:2]
         if (w, h) != self.size:
-            raise InvalidInputError(
-                f"{what} is {w}x{h}; this Letterbox was made for {self.width}x{self.height} inputs"
-            )
+            raise InvalidInputError(f"{what} is {w}x{h}; this Letterbox was made for {self.width}x{self.height} inputs")
 
     def _onto_input_size(self, plane: np.ndarray, what: str, *, kind: str) -> np.ndarray:
         h, w = plane.shape
@@ -268,9 +273,7 @@ def _fill_values(fill: Fill, channels: int) -> list[float] | str:
         return fill
     values = [float(fill)] * channels if np.isscalar(fill) else [float(v) for v in fill]
     if len(values) != channels or any(not (0.0 <= v <= 1.0) for v in values):
-        raise InvalidInputError(
-            f"fill must be a number in [0, 1], {channels} such numbers, or 'edge'; got {fill!r}"
-        )
+        raise InvalidInputError(f"fill must be a number in [0, 1], {channels} such numbers, or 'edge'; got {fill!r}")
     return values
 
 
@@ -282,7 +285,7 @@ def _pad(data: np.ndarray, canvas: tuple[int, int], offset: tuple[int, int], fil
         return np.pad(data, pad, mode="edge")
     out = np.empty((canvas[1], canvas[0], data.shape[2]), dtype=data.dtype)
     out[...] = np.asarray(fill, dtype=data.dtype)
-    out[y:y + h, x:x + w] = data
+    out[y : y + h, x : x + w] = data
     return out
 
 
@@ -297,8 +300,7 @@ def _filter(kind: str, enlarge: bool) -> Image.Resampling:
     return _R.BICUBIC if enlarge else _R.BOX
 
 
-def _resample(data: np.ndarray, size: tuple[int, int], *, kind: str,
-              clip: tuple[float, float] | None) -> np.ndarray:
+def _resample(data: np.ndarray, size: tuple[int, int], *, kind: str, clip: tuple[float, float] | None) -> np.ndarray:
     """``data`` (HxWxC float) resized to ``size`` (w, h) the way ``kind`` wants."""
     h, w = data.shape[:2]
     if (w, h) == tuple(size):
@@ -334,8 +336,7 @@ def _block_mean(data: np.ndarray, k: int) -> np.ndarray:
     return data.reshape(h // k, k, w // k, k, c).mean(axis=(1, 3))
 
 
-def _preserve_block_means(up: np.ndarray, src: np.ndarray, k: int,
-                          clip: tuple[float, float] | None) -> np.ndarray:
+def _preserve_block_means(up: np.ndarray, src: np.ndarray, k: int, clip: tuple[float, float] | None) -> np.ndarray:
     """Shift each ``k x k`` block of ``up`` so that it averages to the ``src`` pixel.
 
     The correction is spread over the block's pixels that are not at a clip bound, so

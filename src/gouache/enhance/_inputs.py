@@ -5,7 +5,9 @@ returns float32 arrays in a fixed convention:
 
 * :func:`load_image` -> ``(rgb, alpha)``: ``rgb`` is ``(H, W, 3)`` in ``[0, 1]``,
   ``alpha`` is ``(H, W)`` in ``[0, 1]`` or ``None`` when the input has no alpha channel.
-* :func:`load_depth` -> ``(H, W)`` with the values as stored (no rescaling).
+* :func:`load_depth` -> ``(H, W)`` with the values as stored (no rescaling; ``.npy``
+  files as saved; 16-bit PNGs written by :func:`gouache.enhance.save_depth` in their
+  original units, from the value range stored in the PNG).
 * :func:`load_mask` -> ``(H, W)`` in ``[0, 1]``.
 
 Integer data is scaled by its type's range (uint8 by 255, uint16 by 65535) for images
@@ -23,6 +25,8 @@ from PIL import Image
 
 from .._errors import InvalidInputError
 
+#: PNG text field in which :func:`gouache.enhance.save_depth` stores a 16-bit map's value range.
+DEPTH_RANGE_KEY = "gouache:depth_range"
 #: Luma weights (ITU-R BT.601, as PIL's "L" conversion) for colour masks.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _TOLERANCE = 1e-5
@@ -49,13 +53,13 @@ def load_image(value: Any, *, name: str = "image") -> tuple[np.ndarray, np.ndarr
 def load_depth(value: Any, *, name: str = "depth") -> np.ndarray:
     """A depth (or inverse-depth) map as a float32 ``(H, W)`` array, values as stored.
 
-    ``value``: a path (16-bit PNG, 8-bit PNG, TIFF/float images), a PIL image, or a numpy
-    array ``(H, W)`` / ``(H, W, 1)`` of any real dtype.  A ``(H, W, 3|4)`` array or image
+    ``value``: a path (``.npy``, 16-bit PNG, 8-bit PNG, TIFF/float images), a PIL image,
+    or a numpy array ``(H, W)`` / ``(H, W, 1)`` of any real dtype.  A ``(H, W, 3|4)`` array or image
     is accepted only when its colour channels are equal (a gray map saved as RGB).  No
     rescaling is done: a uint16 PNG gives values in ``[0, 65535]``.  NaN or infinite
     values, empty maps and other shapes raise :class:`InvalidInputError`.
     """
-    arr = _to_array(value, name, kind="depth")
+    arr = _depth_array(value, name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     elif arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -94,6 +98,28 @@ def load_mask(value: Any, *, name: str = "mask") -> np.ndarray:
 # --------------------------------------------------------------------------- helpers
 
 
+def _depth_array(value: Any, name: str) -> np.ndarray:
+    """A depth map's raw array: ``.npy`` files loaded, gouache's 16-bit PNGs restored."""
+    if isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() == ".npy":
+        p = Path(value)
+        if not p.is_file():
+            raise InvalidInputError(f"{name} file not found: {str(p)!r}")
+        try:
+            return np.asarray(np.load(p, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{name} file {str(p)!r} is not a readable .npy array: {exc}") from None
+    image = _open(value, name) if isinstance(value, (str, os.PathLike)) else value
+    arr = _to_array(image, name, kind="depth")
+    stored = image.info.get(DEPTH_RANGE_KEY) if isinstance(image, Image.Image) else None
+    if stored is None or arr.dtype != np.uint16:
+        return arr
+    try:
+        lo, hi = (float(x) for x in str(stored).split(","))
+    except ValueError:
+        raise InvalidInputError(f"{name} has a malformed {DEPTH_RANGE_KEY} field: {stored!r}") from None
+    return lo + arr.astype(np.float64) / 65535.0 * (hi - lo)
+
+
 def _to_array(value: Any, name: str, *, kind: str) -> np.ndarray:
     """The raw numpy array behind ``value`` (path, PIL image, SDImage or array)."""
     if isinstance(value, np.ndarray):
@@ -104,7 +130,7 @@ def _to_array(value: Any, name: str, *, kind: str) -> np.ndarray:
         if value.width == 0 or value.height == 0:
             raise InvalidInputError(f"{name} is an empty image: size {value.size}")
         return _pil_to_array(value, kind)
-    from .._image import SDImage
+    from ._gouache import SDImage
 
     if isinstance(value, SDImage):
         return value.to_numpy()
@@ -177,9 +203,7 @@ def _unit_range(arr: np.ndarray, name: str) -> np.ndarray:
         if lo < -_TOLERANCE or hi > 1.0 + _TOLERANCE:
             raise InvalidInputError(f"{name} float values must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
         return np.clip(data, 0.0, 1.0)
-    raise InvalidInputError(
-        f"{name} dtype must be uint8, uint16, bool or floating point in [0, 1]; got {arr.dtype}"
-    )
+    raise InvalidInputError(f"{name} dtype must be uint8, uint16, bool or floating point in [0, 1]; got {arr.dtype}")
 
 
 def _gray_from_equal_channels(arr: np.ndarray, name: str) -> np.ndarray:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .._errors import InvalidInputError
 
@@ -49,32 +49,36 @@ class PromptTemplate:
 
 BUILTIN_TEMPLATES: Mapping[str, PromptTemplate] = {
     "default": PromptTemplate(
-        "{subject}, {extra}, highly detailed, sharp focus, consistent lighting",
-        _COMMON_NEGATIVE),
+        "{subject}, {extra}, highly detailed, sharp focus, consistent lighting", _COMMON_NEGATIVE
+    ),
     "photorealistic": PromptTemplate(
         "a photograph of {subject}, {extra}, photorealistic, realistic materials and textures,"
         " natural lighting, 35mm, sharp focus, high dynamic range",
-        _COMMON_NEGATIVE + ", cartoon, illustration, painting, cgi, 3d render, plastic"),
+        _COMMON_NEGATIVE + ", cartoon, illustration, painting, cgi, 3d render, plastic",
+    ),
     "product": PromptTemplate(
         "professional product photo of {subject}, {extra}, studio lighting, clean background,"
         " crisp details, realistic materials, commercial photography",
-        _COMMON_NEGATIVE + ", cluttered background, harsh shadows, fingerprints, dust"),
+        _COMMON_NEGATIVE + ", cluttered background, harsh shadows, fingerprints, dust",
+    ),
     "character": PromptTemplate(
-        "{subject}, {extra}, character, detailed face, detailed clothing, expressive, cinematic lighting,"
-        " high detail",
-        _COMMON_NEGATIVE + ", extra limbs, extra fingers, bad anatomy, disfigured face, cross-eyed"),
+        "{subject}, {extra}, character, detailed face, detailed clothing, expressive, cinematic lighting, high detail",
+        _COMMON_NEGATIVE + ", extra limbs, extra fingers, bad anatomy, disfigured face, cross-eyed",
+    ),
     "environment": PromptTemplate(
         "{subject}, {extra}, environment, detailed scenery, atmospheric perspective, volumetric light,"
         " wide shot, high detail",
-        _COMMON_NEGATIVE + ", people, tilted horizon, oversaturated"),
+        _COMMON_NEGATIVE + ", people, tilted horizon, oversaturated",
+    ),
     "object": PromptTemplate(
         "{subject}, {extra}, detailed object, realistic surface texture, accurate shape,"
         " soft even lighting, sharp focus",
-        _COMMON_NEGATIVE + ", cropped, duplicate, warped geometry"),
+        _COMMON_NEGATIVE + ", cropped, duplicate, warped geometry",
+    ),
     "anime_style": PromptTemplate(
-        "{subject}, {extra}, anime style, cel shading, clean line art, vibrant colors,"
-        " detailed illustration",
-        _COMMON_NEGATIVE + ", photorealistic, photo, 3d render, realistic"),
+        "{subject}, {extra}, anime style, cel shading, clean line art, vibrant colors, detailed illustration",
+        _COMMON_NEGATIVE + ", photorealistic, photo, 3d render, realistic",
+    ),
 }
 
 
@@ -132,8 +136,7 @@ class PromptBuilder:
         prompt = self.spec.prompt
         if "{extra}" not in prompt and extra_text:
             prompt = prompt + ", {extra}"
-        text = prompt.replace("{subject}", subject.strip()).replace("{extra}", extra_text)
-        return _tidy(text), self.spec.negative
+        return _fill(prompt, subject.strip(), extra_text), self.spec.negative
 
 
 def load_templates(path: str | os.PathLike[str]) -> dict[str, PromptTemplate]:
@@ -143,7 +146,9 @@ def load_templates(path: str | os.PathLike[str]) -> dict[str, PromptTemplate]:
         raise InvalidInputError(f"templates_file not found: {str(p)!r}")
     data = _read_table(p)
     if not isinstance(data, Mapping):
-        raise InvalidInputError(f"templates_file {str(p)!r} must map template names to tables; got {type(data).__name__}")
+        raise InvalidInputError(
+            f"templates_file {str(p)!r} must map template names to tables; got {type(data).__name__}"
+        )
     return {str(name): _template_from(entry, str(name), p) for name, entry in data.items()}
 
 
@@ -171,8 +176,7 @@ def _template_from(entry: Any, name: str, p: Path) -> PromptTemplate:
     unknown = sorted(set(entry) - {"prompt", "negative"})
     if unknown or "prompt" not in entry:
         raise InvalidInputError(
-            f"template {name!r} in {p.name} must have 'prompt' (and optionally 'negative');"
-            f" got keys {sorted(entry)}"
+            f"template {name!r} in {p.name} must have 'prompt' (and optionally 'negative'); got keys {sorted(entry)}"
         )
     return PromptTemplate(entry["prompt"], entry.get("negative", ""))
 
@@ -187,6 +191,9 @@ def _extra_text(extra: str | Sequence[str] | None) -> str:
     raise InvalidInputError(f"extra must be a string, a list of strings or None; got {extra!r}")
 
 
-def _tidy(text: str) -> str:
-    """Join comma-separated parts again, without the empty ones a missing ``{extra}`` leaves."""
-    return ", ".join(part.strip() for part in text.split(",") if part.strip())
+def _fill(template: str, subject: str, extra: str) -> str:
+    """The template's comma-separated parts with the placeholders filled, the parts an empty
+    ``{extra}`` leaves empty dropped; the user's text is never split or re-spaced
+    ("a 1,5 litre bottle" stays as written)."""
+    parts = (part.strip().replace("{subject}", subject).replace("{extra}", extra) for part in template.split(","))
+    return ", ".join(p.strip() for p in parts if p.strip())

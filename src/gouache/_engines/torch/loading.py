@@ -242,7 +242,7 @@ def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load
     cfg_family = config_family(files)
     family = cfg_family.replace("sd2_v", "sd2")
     torch.set_num_threads(threads or physical_cores())
-    precision = choose_precision(options.precision)
+    precision = choose_precision(options.precision, options.device)
     dtype = dtype_of(precision.dtype)
     log.info(
         "torch engine: %s, %s (%s), %d threads",

@@ -7,7 +7,7 @@ import importlib.util
 
 from ..._errors import InvalidInputError, MissingDependencyError
 from ..._hardware import cpu_flags
-from ..requests import PRECISIONS
+from ..requests import PRECISIONS, parse_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +41,34 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def choose_precision(requested: str) -> Precision:
-    """The device and dtype for ``EngineOptions.precision``."""
+def choose_device(requested: str = "auto") -> str:
+    """The torch device for ``EngineOptions.device``: "auto" (the first CUDA GPU if any, else
+    the CPU), "cpu", "cuda" or "cuda:N"; a CUDA device PyTorch does not see is an error."""
+    kind, index = parse_device(requested)
+    torch = import_torch()
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cpu":
+        return "cpu"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InvalidInputError(
+            f"device {requested!r}: PyTorch {torch.__version__} sees no CUDA GPU on this machine;"
+            " use device='cpu' or 'auto'"
+        )
+    if index is not None and index >= count:
+        raise InvalidInputError(
+            f"device {requested!r}: this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"
+        )
+    return requested
+
+
+def choose_precision(requested: str, device: str = "auto") -> Precision:
+    """The device and dtype for ``EngineOptions.precision`` and ``EngineOptions.device``."""
     if requested not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}; got {requested!r}")
-    cuda = import_torch().cuda.is_available()
-    device = "cuda" if cuda else "cpu"
+    device = choose_device(device)
+    cuda = device.startswith("cuda")
     if requested != "auto":
         return Precision(device, requested, f"precision={requested} requested")
     if cuda:

@@ -1,11 +1,15 @@
-"""Memory presets for enhancement, engine-neutral, and a memory report.
+"""Memory presets for enhancement, a memory report, and memory settings for diffusers pipelines.
 
-:class:`MemoryConfig` groups the knobs every engine understands in some form (offload,
-parts kept on the CPU, VAE tiling, flash/memory-efficient attention, weight type, torch
-dtype, attention slicing).  Presets target a 16 GB T4 (Colab/Kaggle) and CPU-only
-machines; ``"auto"`` picks one from the GPU memory (CUDA via ``torch`` when installed,
-else ``nvidia-smi``) and the available RAM.  :meth:`MemoryConfig.to_engine_options`
-gives the :class:`gouache.EngineOptions` for the stable-diffusion.cpp engine.
+:class:`MemoryConfig` groups the knobs engines understand in some form (offload, parts
+kept on the CPU, VAE tiling, flash/memory-efficient attention, weight type, torch dtype,
+attention slicing).  Presets target a 16 GB T4 (Colab/Kaggle) and CPU-only machines;
+``"auto"`` picks one from the device, the GPU memory (CUDA via ``torch`` when installed,
+else ``nvidia-smi``) and the available RAM; ``"none"`` saves nothing (fastest).
+:meth:`MemoryConfig.to_engine_options` gives the :class:`gouache.EngineOptions` of an
+enhancement model: stable-diffusion.cpp reads the offload/keep-on-CPU/flash-attention/
+tiling knobs and the weight type; the torch engine reads VAE tiling and, on CUDA, the
+dtype.  :func:`setup_memory_optimization` applies a config to a diffusers pipeline you
+built yourself (Glimpse3D's function of that name).
 """
 
 from __future__ import annotations
@@ -19,22 +23,23 @@ import subprocess
 import sys
 from typing import Any, TextIO
 
-from .._engines.requests import EngineOptions
 from .._errors import InvalidInputError
-from .._sdcpp.native import SDType
+from ._gouache import EngineOptions, SDType, parse_device
 
 log = logging.getLogger("gouache.enhance")
 
 __all__ = [
-    "MemoryConfig",
     "PRESETS",
+    "MemoryConfig",
     "choose_preset",
     "get_memory_status",
     "print_memory_report",
+    "setup_memory_optimization",
 ]
 
-_GIB = 1024 ** 3
+_GIB = 1024**3
 _TORCH_DTYPES = (None, "float16", "bfloat16", "float32")
+_PRECISIONS = {None: "auto", "float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 _WEIGHT_TYPES = tuple(sorted(m.name.lower() for m in SDType))
 
 
@@ -76,19 +81,23 @@ class MemoryConfig:
             )
 
     @classmethod
-    def from_preset(cls, name: str = "auto") -> "MemoryConfig":
-        """The preset ``t4_balanced``, ``t4_speed``, ``t4_minimal``, ``cpu`` or ``auto``
-        (chosen by :func:`choose_preset` from this machine's GPU and RAM)."""
+    def from_preset(cls, name: str = "auto", device: str = "auto") -> MemoryConfig:
+        """The preset ``t4_balanced``, ``t4_speed``, ``t4_minimal``, ``cpu``, ``none`` or
+        ``auto`` (chosen by :func:`choose_preset` from this machine's GPU and RAM; always
+        ``cpu`` when ``device`` is "cpu")."""
         if name == "auto":
-            name = choose_preset()
+            name = "cpu" if parse_device(device)[0] == "cpu" else choose_preset()
             log.info("memory preset 'auto' -> %r", name)
         if name not in PRESETS:
             raise InvalidInputError(f"unknown memory preset {name!r}; available: {', '.join([*PRESETS, 'auto'])}")
         return PRESETS[name]
 
-    def to_engine_options(self, **overrides: Any) -> EngineOptions:
-        """The :class:`gouache.EngineOptions` with these knobs; ``overrides`` sets the others
-        (``direct_conv``, ``mmap``, ``rng``) or replaces any of them."""
+    def to_engine_options(self, *, device: str = "auto", **overrides: Any) -> EngineOptions:
+        """The :class:`gouache.EngineOptions` with these knobs for ``device``; ``torch_dtype``
+        becomes the torch engine's precision on CUDA (on the CPU the engine picks the CPU's
+        best); ``overrides`` sets the others (``direct_conv``, ``mmap``, ``rng``...) or
+        replaces any of them."""
+        on_cuda = parse_device(device)[0] == "cuda" or (device == "auto" and _gpu_total_bytes() is not None)
         fields = {
             "offload_to_cpu": self.offload_to_cpu,
             "keep_vae_on_cpu": self.keep_vae_on_cpu,
@@ -96,6 +105,8 @@ class MemoryConfig:
             "keep_control_net_on_cpu": self.keep_control_net_on_cpu,
             "flash_attention": self.flash_attention,
             "vae_tiling": self.vae_tiling,
+            "device": device,
+            "precision": _PRECISIONS[self.torch_dtype] if on_cuda else "auto",
         }
         allowed = {f.name for f in dataclasses.fields(EngineOptions)}
         unknown = sorted(set(overrides) - allowed)
@@ -107,18 +118,27 @@ class MemoryConfig:
 
 #: The named presets.  T4: 16 GB VRAM (about 15 GiB usable), no bfloat16.
 PRESETS: dict[str, MemoryConfig] = {
+    "none": MemoryConfig(),
     "t4_speed": MemoryConfig(flash_attention=True, weight_type="f16", torch_dtype="float16"),
-    "t4_balanced": MemoryConfig(keep_clip_on_cpu=True, vae_tiling=True, flash_attention=True,
-                                weight_type="f16", torch_dtype="float16"),
-    "t4_minimal": MemoryConfig(offload_to_cpu=True, keep_clip_on_cpu=True, vae_tiling=True,
-                               flash_attention=True, weight_type="q8_0", torch_dtype="float16",
-                               attention_slicing=True),
-    "cpu": MemoryConfig(vae_tiling=True, weight_type="q8_0", torch_dtype="float32", attention_slicing=True),
+    "t4_balanced": MemoryConfig(
+        keep_clip_on_cpu=True, vae_tiling=True, flash_attention=True, weight_type="f16", torch_dtype="float16"
+    ),
+    "t4_minimal": MemoryConfig(
+        offload_to_cpu=True,
+        keep_clip_on_cpu=True,
+        vae_tiling=True,
+        flash_attention=True,
+        weight_type="q8_0",
+        torch_dtype="float16",
+        attention_slicing=True,
+    ),
+    "cpu": MemoryConfig(vae_tiling=True, weight_type="q8_0", attention_slicing=True),
 }
 
 
-def choose_preset(gpu_total_bytes: int | None = None, ram_available_bytes: int | None = None, *,
-                  detect: bool = True) -> str:
+def choose_preset(
+    gpu_total_bytes: int | None = None, ram_available_bytes: int | None = None, *, detect: bool = True
+) -> str:
     """The preset ``"auto"`` stands for.
 
     No CUDA GPU -> ``cpu``; GPU with >= 20 GiB -> ``t4_speed``; >= 14 GiB (a T4) ->
@@ -167,7 +187,51 @@ def print_memory_report(file: TextIO | None = None) -> None:
         out.write("  GPU            none found (CUDA via torch or nvidia-smi)\n")
     for gpu in status["gpus"]:
         out.write(f"  GPU {gpu['index']} {gpu['name']}: {_gib(gpu['free_bytes'])} free of {_gib(gpu['total_bytes'])}\n")
+    out.write(f"  attention      {_attention_backend()}\n")
     out.flush()
+
+
+def _attention_backend() -> str:
+    """What fast attention the torch engine can use (the README asks whether xformers is used)."""
+    xformers = importlib.util.find_spec("xformers") is not None
+    if importlib.util.find_spec("torch") is None:
+        return "torch not installed (the sdcpp engine uses its own kernels: flash_attention=)"
+    return "PyTorch scaled-dot-product attention" + (
+        "; xformers installed"
+        if xformers
+        else "; xformers not installed (not needed: PyTorch >= 2 has fused attention)"
+    )
+
+
+def setup_memory_optimization(pipe: Any, config: MemoryConfig | None = None, device: str = "cuda") -> Any:
+    """Apply ``config`` (default: the ``t4_balanced`` preset) to a diffusers pipeline and
+    return it: VAE tiling, attention slicing, then CPU offload (``offload_to_cpu``: model
+    offload with accelerate, which also places the pipeline) or a move to ``device``.
+
+    For gouache's own models set :class:`EnhanceConfig` ``optimize_memory`` /
+    ``memory_preset`` (or :class:`gouache.EngineOptions`) instead; this is for pipelines
+    built directly with diffusers (Glimpse3D's function of the same name)."""
+    config = config if config is not None else PRESETS["t4_balanced"]
+    if not isinstance(config, MemoryConfig):
+        raise InvalidInputError(f"config must be a MemoryConfig; got {type(config).__name__}")
+    kind, _ = parse_device(device)
+    needed = ("enable_attention_slicing", "enable_model_cpu_offload", "to")
+    missing = [m for m in needed if not callable(getattr(pipe, m, None))]
+    if missing or not callable(getattr(getattr(pipe, "vae", None), "enable_tiling", None)):
+        raise InvalidInputError(
+            f"pipe must be a diffusers pipeline with a VAE (it lacks {', '.join(missing) or 'vae'});"
+            " for gouache's models use EnhanceConfig(optimize_memory=..., memory_preset=...)"
+        )
+    if config.vae_tiling:
+        pipe.vae.enable_tiling()
+    if config.attention_slicing:
+        pipe.enable_attention_slicing()
+    if config.offload_to_cpu and kind != "cpu":
+        pipe.enable_model_cpu_offload(device=None if kind == "auto" else device)
+    elif kind != "auto":
+        pipe.to(device)
+    log.info("memory settings applied to %s: %s", type(pipe).__name__, config)
+    return pipe
 
 
 def _gib(value: int | None) -> str:
@@ -183,8 +247,12 @@ def _ram_status() -> dict[str, Any]:
     except ImportError:
         return {"ram_total_bytes": None, "ram_available_bytes": None, "process_rss_bytes": None, "source": None}
     vm = psutil.virtual_memory()
-    return {"ram_total_bytes": int(vm.total), "ram_available_bytes": int(vm.available),
-            "process_rss_bytes": int(psutil.Process().memory_info().rss), "source": "psutil"}
+    return {
+        "ram_total_bytes": int(vm.total),
+        "ram_available_bytes": int(vm.available),
+        "process_rss_bytes": int(psutil.Process().memory_info().rss),
+        "source": "psutil",
+    }
 
 
 def _procfs_status() -> dict[str, Any] | None:
@@ -198,8 +266,12 @@ def _procfs_status() -> dict[str, Any] | None:
     if "MemTotal" not in meminfo:
         return None
     available = meminfo.get("MemAvailable", meminfo.get("MemFree"))
-    return {"ram_total_bytes": meminfo["MemTotal"], "ram_available_bytes": available,
-            "process_rss_bytes": proc.get("VmRSS"), "source": "procfs"}
+    return {
+        "ram_total_bytes": meminfo["MemTotal"],
+        "ram_available_bytes": available,
+        "process_rss_bytes": proc.get("VmRSS"),
+        "source": "procfs",
+    }
 
 
 def _kib_fields(text: str) -> dict[str, int]:
@@ -215,13 +287,9 @@ def _kib_fields(text: str) -> dict[str, int]:
 
 def _import_torch() -> Any:
     """``torch`` when it is installed and imports, else None (never imported otherwise)."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    try:
-        import torch
-    except Exception:  # a broken torch install must not break a memory report
-        return None
-    return torch
+    from ._device import _torch
+
+    return _torch()
 
 
 def _gpu_status() -> list[dict[str, Any]]:
@@ -234,8 +302,14 @@ def _gpu_status() -> list[dict[str, Any]]:
     gpus = []
     for index in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(index)
-        gpus.append({"index": index, "name": torch.cuda.get_device_name(index),
-                     "total_bytes": int(total), "free_bytes": int(free)})
+        gpus.append(
+            {
+                "index": index,
+                "name": torch.cuda.get_device_name(index),
+                "total_bytes": int(total),
+                "free_bytes": int(free),
+            }
+        )
     return gpus
 
 
@@ -244,8 +318,13 @@ def _nvidia_smi_status() -> list[dict[str, Any]]:
     if exe is None:
         return []
     try:
-        res = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"})
+        res = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "LC_ALL": "C"},
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     if res.returncode != 0:
@@ -258,7 +337,7 @@ def _smi_line(line: str) -> dict[str, Any] | None:
     if len(parts) != 4 or not parts[0].isdigit():
         return None
     try:
-        total, free = int(float(parts[2]) * 1024 ** 2), int(float(parts[3]) * 1024 ** 2)  # MiB
+        total, free = int(float(parts[2]) * 1024**2), int(float(parts[3]) * 1024**2)  # MiB
     except ValueError:
         return None
     return {"index": int(parts[0]), "name": parts[1], "total_bytes": total, "free_bytes": free}
