@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output .safetensors file")
     s.add_argument("--overwrite", action="store_true")
 
+    from .server._cli import add_parser as add_serve_parser
+    add_serve_parser(sub, common)
+
     s = sub.add_parser("info", parents=[common], help="system info, or inspect a model file")
     s.add_argument("model", nargs="?", help="model file to inspect")
 
@@ -625,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._errors import GouacheError, InvalidInputError
 
     try:
+        if hasattr(a, "handler"):  # commands defined outside this module (serve)
+            return a.handler(a)
         if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):
             return _run_generation(a, argv)
         return {"upscale": _run_upscale, "convert": _run_convert, "assemble": _run_assemble, "info": _run_info,
