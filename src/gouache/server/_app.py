@@ -45,7 +45,7 @@ class ServerState:
     async def start(self) -> None:
         self.store.bind(asyncio.get_running_loop())
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        if self.catalog.default is not None:
+        if self.config.preload and self.catalog.default is not None:
             from ._build import load_job
 
             self.pool.submit(load_job(self, self.catalog.default, "server"))

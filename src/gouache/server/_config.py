@@ -103,7 +103,8 @@ class ServerConfig:
     ``shutdown_grace``: seconds running jobs get to finish at shutdown before they are
     cancelled; ``cancel_grace``: seconds the torch engine's per-step interrupt gets before the
     worker is ended instead.  ``worker_setup``: ``"module:function"`` called first in every
-    worker process (instrumentation and tests).
+    worker process (instrumentation and tests).  ``preload``: load the default model at startup
+    (as AUTOMATIC1111 does), so the first request does not wait for it.
     """
 
     model: PathLike | None = None
@@ -127,6 +128,7 @@ class ServerConfig:
     output_dir: PathLike | None = None
     shutdown_grace: float = 10.0
     cancel_grace: float = 0.5
+    preload: bool = True
     worker_setup: str | None = None
 
     def check(self) -> None:
