@@ -172,8 +172,7 @@ class Worker:
                     job.skipped += 1
                     job.skip_requested = False
         if job.cancel_requested:
-            store.finish(job, JobState.CANCELLED, JobError("cancelled", f"cancelled after {len(job.results)} of"
-                                                                        f" {len(job.tasks)} result(s)"))
+            store.finish(job, JobState.CANCELLED, JobError("cancelled", _cancel_text(job)))
         else:
             with store.lock:
                 job.unit = len(job.tasks)
@@ -349,9 +348,19 @@ class Worker:
                 self._kill()
 
     def _kill(self) -> None:
+        """End the process (SIGKILL).  A cancelled job is final at once: the process cannot run
+        on after SIGKILL, and its exit (freeing gigabytes) need not delay the answer; the
+        runner thread cleans up when the pipe closes."""
         proc = self.proc
         if proc is not None and proc.is_alive():
             proc.kill()
+        job = self.current
+        if job is not None and job.cancel_requested:
+            self.pool.store.finish(job, JobState.CANCELLED, JobError("cancelled", _cancel_text(job)))
+
+
+def _cancel_text(job: Job) -> str:
+    return f"cancelled after {len(job.results)} of {len(job.tasks)} result(s)"
 
 
 class _LoadFailed(Exception):
