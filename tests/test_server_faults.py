@@ -7,7 +7,9 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from gouache.testing import forge
 
@@ -20,11 +22,11 @@ LONG = {"kind": "generate", "prompt": "long", "width": 64, "height": 64, "steps"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_model, taesd_model):
-    from gouache.server import Limits, ServerConfig
+    from gouache.server import Limits, ModelSpec, ServerConfig
 
-    root = models_dir(tmp_path_factory.mktemp("models"), checkpoints={"tiny": tiny_model},
-                      controlnets={"canny": forge.controlnet_sd1()})
-    config = ServerConfig(models_dirs=(root,), model="tiny", taesd=taesd_model, threads=1, max_queue=1,
+    root = models_dir(tmp_path_factory.mktemp("models"), controlnets={"canny": forge.controlnet_sd1()})
+    models = {"tiny": ModelSpec(model=tiny_model, taesd=taesd_model), "sd1": ModelSpec(model=forge.sd1(), engine="sdcpp")}
+    config = ServerConfig(models_dirs=(root,), models=models, model="tiny", threads=1, max_queue=1,
                           max_loaded_models=2, limits=Limits(max_steps=150, max_batch=4, max_side=1024),
                           worker_setup="tests.server_helpers:bypass_distilled_unet_guard")
     with LiveServer(config) as server:
@@ -175,3 +177,26 @@ def test_worker_side_refusal_is_a_4xx(client):
     events = sse(client, r.json()["id"])
     assert events[-1][0] == "failed"
     assert events[-1][1]["error"]["kind"] == "invalid" and "video" in events[-1][1]["error"]["message"]
+
+
+def test_a1111_controlnet_unit_from_webuiapi(live):
+    """sd-webui-controlnet's unit shape, as webuiapi sends it (canny preprocessor, model title
+    with a hash); the control image steers the result."""
+    webuiapi = pytest.importorskip("webuiapi")
+    host, port = live.url.removeprefix("http://").split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=1)
+    api.has_controlnet = True
+    squares = Image.new("RGB", (64, 64), "black")
+    squares.paste("white", (16, 16, 48, 48))
+    outs = []
+    for module, weight in (("none", 2.0), ("canny", 2.0), ("none", 0.0)):
+        unit = webuiapi.ControlNetUnit(image=squares, module=module, model="canny [0123abcd]", weight=weight)
+        res = api.txt2img(prompt="a house", seed=3, width=64, height=64, steps=1, cfg_scale=1.0,
+                          override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[unit])
+        assert res.image.size == (64, 64) and res.info["sd_model_name"] == "sd1"
+        outs.append(np.asarray(res.image.convert("RGB"), dtype=np.int16))
+    assert np.abs(outs[0] - outs[2]).mean() > 5  # the ControlNet acts (weight 2 vs 0, same seed)
+    assert np.abs(outs[0] - outs[1]).mean() > 0.01  # the canny preprocessor changed the control image
+    bad = webuiapi.ControlNetUnit(image=squares, module="openpose", model="canny")
+    with pytest.raises(RuntimeError, match="openpose"):
+        api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[bad], **FAST)

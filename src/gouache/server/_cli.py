@@ -74,9 +74,14 @@ def _positive_int(flag: str, value: str) -> int:
 def run(a: argparse.Namespace) -> int:
     """Check the configuration (exit 2 with one line when it is refused), then serve until
     SIGTERM/Ctrl-C (exit 0)."""
+    import logging
+
     config = config_from_args(a)
     config.check()
     from . import serve
+
+    if not a.quiet:
+        logging.getLogger("gouache.server").setLevel(logging.INFO)
 
     serve(config)
     return 0

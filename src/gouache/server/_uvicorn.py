@@ -22,6 +22,11 @@ def run(config: ServerConfig) -> None:
             # (requests waiting on them then answer), then uvicorn closes the connections.
             state.begin_shutdown()
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal after its shutdown, so the process would end "killed
+            # by SIGTERM" (or raise KeyboardInterrupt); a completed graceful shutdown exits 0.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     uconfig = uvicorn.Config(app, host=config.host, port=config.port, log_level="info", lifespan="on",
                              timeout_graceful_shutdown=int(config.shutdown_grace) + 5, access_log=False)
