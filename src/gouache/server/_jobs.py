@@ -117,6 +117,7 @@ class Job:
     preview_step: int = 0
     error: JobError | None = None
     skipped: int = 0
+    timings: list[dict[str, float]] = dataclasses.field(default_factory=list)
     cancel_requested: bool = False
     skip_requested: bool = False
     order: int = 0
@@ -157,6 +158,7 @@ class Job:
             "progress": round(self.progress(), 4), "eta_seconds": self.eta(),
             "error": None if self.error is None else {"kind": self.error.kind, "message": self.error.message},
             "results": [r.as_dict(self.id) for r in self.results], "parameters": self.summary,
+            "timings": self.timings,
         }
 
     def progress_event(self) -> dict[str, Any]:

@@ -213,6 +213,8 @@ class Worker:
                         job.results.append(result)
                     store.publish(job, "result", result.as_dict(job.id))
                 elif isinstance(msg, P.Done):
+                    with store.lock:
+                        job.timings.append({k: round(v, 4) for k, v in msg.timings.items()})
                     return "done", None
                 elif isinstance(msg, P.Failed):
                     if msg.kind == "cancelled":

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import _build as B
@@ -28,6 +28,9 @@ from .._jobs import Job, JobState
 from .._models import BUILTIN_UPSCALERS, CONTROLNET_MODULES
 
 router = APIRouter(tags=["AUTOMATIC1111"])
+
+#: Response header naming the job behind a request (its details: GET /v1/jobs/{id}).
+JOB_HEADER = "X-Gouache-Job"
 
 #: A1111 latent upscale modes (``hr_upscaler``) -> engine hires upscalers.
 LATENT_MODES = {"Latent": "latent", "Latent (nearest)": "latent_nearest",
@@ -246,17 +249,18 @@ def _hires(req: Txt2ImgRequest) -> dict[str, Any] | None:
 
 
 @router.post("/sdapi/v1/txt2img")
-async def txt2img(req: Txt2ImgRequest, request: Request) -> dict[str, Any]:
+async def txt2img(req: Txt2ImgRequest, request: Request, response: Response) -> dict[str, Any]:
     """Text to image (A1111 ``StableDiffusionTxt2ImgProcessingAPI``)."""
     state = _state(request)
     control = _control(state, req, req.width, req.height, None)
     job = B.image_job(state, _order(state, req, control=control, hires=_hires(req)), "a1111")
+    response.headers[JOB_HEADER] = job.id
     await state.run(job)
     return _response(state, job, req, req.model_dump())
 
 
 @router.post("/sdapi/v1/img2img")
-async def img2img(req: Img2ImgRequest, request: Request) -> dict[str, Any]:
+async def img2img(req: Img2ImgRequest, request: Request, response: Response) -> dict[str, Any]:
     """Image to image and inpainting (A1111 ``StableDiffusionImg2ImgProcessingAPI``)."""
     state = _state(request)
     limits = state.config.limits
@@ -287,6 +291,7 @@ async def img2img(req: Img2ImgRequest, request: Request) -> dict[str, Any]:
                    control=control)
     order.width, order.height = width, height
     job = B.image_job(state, order, "a1111")
+    response.headers[JOB_HEADER] = job.id
     await state.run(job)
     echo = req.model_dump()
     if not req.include_init_images:

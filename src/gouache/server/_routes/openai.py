@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,7 +87,8 @@ def _openai_errors(exc: ApiError) -> ApiError:
     return exc
 
 
-async def _answer(state, request: Request, job: Job, fmt: str) -> dict[str, Any]:
+async def _answer(state, request: Request, job: Job, fmt: str, response: Response) -> dict[str, Any]:
+    response.headers["X-Gouache-Job"] = job.id
     await state.run(job)
     if job.state == JobState.FAILED:
         try:
@@ -110,7 +111,7 @@ async def _answer(state, request: Request, job: Job, fmt: str) -> dict[str, Any]
 
 
 @router.post("/v1/images/generations")
-async def generations(req: GenerationRequest, request: Request) -> dict[str, Any]:
+async def generations(req: GenerationRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create images from a prompt (OpenAI ``images.generate``)."""
     state = _state(request)
     fmt = _format(req.response_format, req.output_format)
@@ -123,11 +124,11 @@ async def generations(req: GenerationRequest, request: Request) -> dict[str, Any
         job = B.image_job(state, order, "openai")
     except ApiError as exc:
         raise _openai_errors(exc) from None
-    return await _answer(state, request, job, fmt)
+    return await _answer(state, request, job, fmt, response)
 
 
 @router.post("/v1/images/edits")
-async def edits(request: Request) -> dict[str, Any]:
+async def edits(request: Request, response: Response) -> dict[str, Any]:
     """Edit an image (OpenAI ``images.edit``, multipart): the transparent part of ``mask`` (or
     of ``image`` when there is no mask) is repainted; without any transparency the whole
     image is re-imagined with ``strength`` (extension, default 0.75)."""
@@ -138,7 +139,7 @@ async def edits(request: Request) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - python-multipart raises many kinds
         raise ApiError(400, f"body: expected multipart/form-data with image, prompt ... ({exc})", field="body") from None
     try:
-        return await _edit(state, request, form)
+        return await _edit(state, request, form, response)
     except ApiError as exc:
         raise _openai_errors(exc) from None
 
@@ -158,7 +159,7 @@ def _number(form, name: str, kind, default):
         raise bad(name, f"must be {'an integer' if kind is int else 'a number'}; got {value!r}", 400) from None
 
 
-async def _edit(state, request: Request, form) -> dict[str, Any]:
+async def _edit(state, request: Request, form, response: Response) -> dict[str, Any]:
     limits = state.config.limits
     uploads = form.getlist("image") + form.getlist("image[]")
     if not uploads:
@@ -198,7 +199,7 @@ async def _edit(state, request: Request, form) -> dict[str, Any]:
                          strength=strength, mask=mask, previews=False,
                          fields={"count": "n", "width": "size", "height": "size"})
     job = B.image_job(state, order, "openai")
-    return await _answer(state, request, job, fmt)
+    return await _answer(state, request, job, fmt, response)
 
 
 async def _read(upload, field: str) -> bytes:
