@@ -15,7 +15,7 @@ from PIL import Image
 import gouache as g
 from gouache.testing import forge
 
-from .server_helpers import FAST, LiveServer, b64, gradient, models_dir, png_bytes, sse, unb64
+from .server_helpers import FAST, LiveServer, b64, gradient, models_dir, sse, unb64
 
 pytest.importorskip("fastapi")
 webuiapi = pytest.importorskip("webuiapi")
@@ -289,6 +289,6 @@ def test_jobs_list_and_errors(client):
     job_id = client.post("/v1/jobs", json={"kind": "upscale", "image": b64(gradient(8)), "upscaler": "Lanczos",
                                            "scale": 2}).json()["id"]
     assert sse(client, job_id)[-1][0] == "done"
-    listing = client.get("/v1/jobs", params={"state_filter": "done"}).json()["jobs"]
+    listing = client.get("/v1/jobs", params={"state": "done"}).json()["jobs"]
     assert job_id in [j["id"] for j in listing] and all(j["state"] == "done" for j in listing)
     assert listing[0]["results"][0]["width"] == 16

@@ -200,3 +200,19 @@ def test_a1111_controlnet_unit_from_webuiapi(live):
     bad = webuiapi.ControlNetUnit(image=squares, module="openpose", model="canny")
     with pytest.raises(RuntimeError, match="openpose"):
         api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[bad], **FAST)
+
+
+def test_idle_model_is_unloaded_and_reloaded_on_use(tiny_model, taesd_model):
+    from gouache.server import ModelSpec, ServerConfig
+
+    config = ServerConfig(models={"tiny": ModelSpec(model=tiny_model, taesd=taesd_model)}, threads=1, idle_unload=1.0)
+    with LiveServer(config) as server, server.client() as c:
+        first = server.worker("tiny")["pid"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and c.get("/v1/server").json()["workers"][0]["phase"] != "stopped":
+            time.sleep(0.1)
+        assert c.get("/v1/server").json()["workers"][0]["phase"] == "stopped"
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+        r = c.post("/v1/jobs", json={"kind": "generate", "prompt": "again", **FAST})
+        assert sse(c, r.json()["id"])[-1][0] == "done"

@@ -95,8 +95,8 @@ def test_paths_in_model_names_are_refused(live, name):
         ]
         for r in checks:
             assert r.status_code in (400, 422), (r.request.url, r.text)
-            text = r.text
-            assert "not a model name" in text or "unknown" in text or "bad LoRA weight" in text, text
+            if "bad LoRA weight" not in r.text:  # "<lora:C:\\...:1>" already fails to parse as a tag
+                assert "not a model name" in r.text and "paths" in r.text, r.text
         status = c.get("/v1/server").json()
         assert status["workers"] == [] and status["queued"] == 0  # nothing was started
 

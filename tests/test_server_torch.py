@@ -3,6 +3,7 @@ running image at the next step without ending the worker process."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -41,7 +42,7 @@ def test_generation_on_torch(client):
     r = client.post("/sdapi/v1/txt2img", json={"prompt": "a cube", "seed": 3, "width": 64, "height": 64, "steps": 2,
                                                "cfg_scale": 1.0})
     assert r.status_code == 200
-    info = __import__("json").loads(r.json()["info"])
+    info = json.loads(r.json()["info"])
     assert info["extra_generation_params"]["Engine"] == "torch" and info["all_seeds"] == [3]
 
 
@@ -99,5 +100,5 @@ def test_a1111_skip_moves_on_to_the_next_image(client, patient):
         time.sleep(0.05)
     assert client.post("/sdapi/v1/skip").json()["skipped"]
     t.join(300)
-    info = __import__("json").loads(box["r"].json()["info"])
+    info = json.loads(box["r"].json()["info"])
     assert box["r"].status_code == 200 and info["all_seeds"] == [6]  # the first image was skipped

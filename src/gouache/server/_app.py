@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ._config import ServerConfig
-from ._errors import ApiError, error_body, is_a1111_path
+from ._errors import ApiError, error_body
 from ._gouache import InvalidInputError
 from ._jobs import Job, JobStore
 from ._models import Catalog
@@ -215,8 +215,6 @@ def create_app(config: ServerConfig | None = None):
         from starlette.exceptions import HTTPException
         from starlette.middleware.cors import CORSMiddleware
     except ImportError as exc:
-        from ._gouache import GouacheError  # noqa: F401
-
         import gouache as g
 
         raise g.MissingDependencyError(f'gouache serve needs FastAPI and uvicorn ({exc.name} is missing):'

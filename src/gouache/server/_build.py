@@ -293,8 +293,8 @@ def enhance_job(state, model: str | None, controlnet: str | None, image, *, dept
     return Job(api, "enhance", WorkerKey("model", name, cn), [task], summary)
 
 
-def require_model_loaded_ok(job: Job) -> None:
-    """Raise the job's error as an ApiError (for APIs that answer when the job is done)."""
+def raise_job_error(job: Job) -> None:
+    """Raise a failed job's error as an ApiError (for the APIs that answer when the job ends)."""
     if job.error is not None and job.state.value == "failed":
         raise ApiError(job.error.status, job.error.message, kind="server_error" if job.error.status >= 500 else None,
                        code=job.error.kind)

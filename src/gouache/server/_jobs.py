@@ -12,7 +12,6 @@ import base64
 import dataclasses
 import enum
 import itertools
-import logging
 import os
 import secrets
 import shutil
@@ -24,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ._protocol import Task
-
-log = logging.getLogger("gouache.server")
 
 
 class JobState(str, enum.Enum):

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from . import _protocol as P
@@ -88,6 +89,9 @@ class Worker:
                     break
                 try:
                     self._run_job(job)
+                    if job.state == JobState.FAILED and job.error is not None:
+                        log.warning("job %s on %s failed (%s): %s", job.id, self.key.label, job.error.kind,
+                                    job.error.message.splitlines()[0])
                 except Exception as exc:  # noqa: BLE001 - a bug here must not stop the worker's queue
                     log.exception("job %s: internal error", job.id)
                     self._stop_process(kill=True)
@@ -207,7 +211,7 @@ class Worker:
                         job.preview, job.preview_step = msg.jpeg, msg.step
                     store.publish(job, "preview", {"step": msg.step, "image": job.preview_data_url()})
                 elif isinstance(msg, P.Output):
-                    result = Result(len(job.results), _path(msg.path), msg.media_type, msg.width, msg.height,
+                    result = Result(len(job.results), Path(msg.path), msg.media_type, msg.width, msg.height,
                                     msg.seed, msg.infotext, msg.parameters)
                     with store.lock:
                         job.results.append(result)
@@ -380,12 +384,6 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-def _path(text: str):
-    from pathlib import Path
-
-    return Path(text)
 
 
 class Pool:

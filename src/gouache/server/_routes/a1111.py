@@ -304,7 +304,7 @@ def _response(state, job: Job, req: _Common, echo: dict[str, Any]) -> dict[str, 
     """A1111's response: ``images`` (base64 PNG with infotext), ``parameters`` (the request),
     ``info`` (a JSON string).  An interrupted job answers with the images finished so far."""
     if job.state == JobState.FAILED:
-        B.require_model_loaded_ok(job)
+        B.raise_job_error(job)
     results = job.results
     images = [I.b64_file(r.path) for r in results] if req.send_images else []
     return {"images": images, "parameters": echo, "info": json.dumps(_info(state, job))}
@@ -433,7 +433,7 @@ async def set_options(request: Request) -> None:
     if name is not None:
         job = await state.run(B.load_job(state, name, "a1111"))
         if job.state != JobState.DONE:
-            B.require_model_loaded_ok(job)
+            B.raise_job_error(job)
             raise ApiError(409, f"sd_model_checkpoint: loading {name!r} was cancelled", field="sd_model_checkpoint")
         state.catalog.default = name
     return None
@@ -553,7 +553,7 @@ async def extra_single_image(req: ExtrasRequest, request: Request) -> dict[str, 
                         fields=("upscaler_1", "upscaler_2"))
     await state.run(job)
     if job.state != JobState.DONE:
-        B.require_model_loaded_ok(job)
+        B.raise_job_error(job)
         raise ApiError(409, "the upscale was cancelled")
     return {"html_info": "", "image": I.b64_file(job.results[0].path)}
 

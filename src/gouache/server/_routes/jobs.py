@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -235,8 +236,9 @@ async def submit(request: Request, job: Annotated[JobRequest, Body()]) -> dict[s
 
 
 @router.get("/v1/jobs")
-async def list_jobs(request: Request, state_filter: str | None = None, limit: int = 100) -> dict[str, Any]:
-    """This server's jobs, newest first (``?state_filter=done``; at most ``limit``)."""
+async def list_jobs(request: Request, state_filter: str | None = Query(None, alias="state"),
+                    limit: int = 100) -> dict[str, Any]:
+    """This server's jobs, newest first (``?state=done``; at most ``limit``)."""
     state = _state(request)
     jobs = [j for j in reversed(state.store.list()) if j.api != "server"]
     if state_filter is not None:
@@ -335,4 +337,4 @@ async def server_status(request: Request) -> dict[str, Any]:
             "schedulers": cat.schedulers(cat.default) if cat.default else [],
             "workers": state.pool.status(), "queued": state.pool.queued(),
             "max_queue": state.config.max_queue, "max_loaded_models": state.config.max_loaded_models,
-            "limits": state.config.limits.as_dict(), "uptime": round(__import__("time").time() - state.started, 1)}
+            "limits": state.config.limits.as_dict(), "uptime": round(time.time() - state.started, 1)}

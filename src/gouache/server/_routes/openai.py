@@ -92,7 +92,7 @@ async def _answer(state, request: Request, job: Job, fmt: str, response: Respons
     await state.run(job)
     if job.state == JobState.FAILED:
         try:
-            B.require_model_loaded_ok(job)
+            B.raise_job_error(job)
         except ApiError as exc:
             raise _openai_errors(exc) from None
     if job.state != JobState.DONE:

@@ -127,7 +127,7 @@ async function cancel() {
 
 const shown = new Map();
 async function loadGallery() {
-  const list = await (await api("/v1/jobs?state_filter=done")).json();
+  const list = await (await api("/v1/jobs?state=done")).json();
   const gallery = $("gallery");
   for (const job of list.jobs.slice().reverse()) {
     for (const res of job.results) {
