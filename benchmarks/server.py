@@ -78,6 +78,8 @@ def main() -> int:
     ap.add_argument("--soak-size", type=int, default=None, help="image size of the extra soak requests (default --size)")
     ap.add_argument("--threads", default="auto")
     a = ap.parse_args()
+    # SIGTERM (timeout, a stopped job) must still reach the finally below, which stops the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import httpx
     import openai
