@@ -179,7 +179,7 @@ def oa(live):
     return openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-def test_openai_generate_b64_and_url(oa):
+def test_openai_generate_b64_and_url(oa, live):
     r = oa.images.generate(prompt="a blue sphere", model="tiny", size="64x64", n=1,
                            extra_body={"steps": 2, "seed": 5, "cfg_scale": 1.0})
     im = unb64(r.data[0].b64_json)
@@ -191,6 +191,9 @@ def test_openai_generate_b64_and_url(oa):
     assert [f.size for f in fetched] == [(64, 64), (64, 64)]
     assert np.array_equal(np.asarray(fetched[0].convert("RGB")), np.asarray(im.convert("RGB")))  # same seed, same image
     assert "Seed: 6" in fetched[1].info["parameters"]
+    store = live.state.store  # the links expire after url_ttl
+    store.sweep(now=time.time() + live.state.config.url_ttl + 1)
+    assert httpx.get(r.data[0].url).status_code == 404
 
 
 def test_openai_edit_with_image_and_mask_file(oa, tmp_path):
@@ -292,3 +295,33 @@ def test_jobs_list_and_errors(client):
     listing = client.get("/v1/jobs", params={"state": "done"}).json()["jobs"]
     assert job_id in [j["id"] for j in listing] and all(j["state"] == "done" for j in listing)
     assert listing[0]["results"][0]["width"] == 16
+
+
+def test_jobs_enhance_keeps_the_alpha(client):
+    """A gouache.enhance job: an RGBA view comes back at its size with its alpha unchanged."""
+    view = gradient().convert("RGBA")
+    alpha = Image.new("L", (64, 64), 0)
+    alpha.paste(255, (8, 8, 56, 56))
+    view.putalpha(alpha)
+    depth = Image.fromarray(np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (64, 1)))
+    r = client.post("/v1/jobs", json={"kind": "enhance", "image": b64(view), "depth": b64(depth), "prompt": "a statue",
+                                      "steps": 1, "strength": 0.5, "working_size": 64, "seed": 3})
+    assert r.status_code == 202, r.text
+    events = sse(client, r.json()["id"])
+    assert events[-1][0] == "done", events[-1]
+    out = Image.open(io.BytesIO(client.get(events[-1][1]["results"][0]["url"]).content))
+    assert out.size == (64, 64) and out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha))
+
+
+def test_a1111_resize_modes():
+    from gouache.server._images import resize
+
+    wide = Image.new("RGB", (80, 40), "red")
+    wide.paste("blue", (0, 0, 20, 40))  # a blue band on the left quarter
+    for mode in (0, 1, 2, 3):
+        assert resize(wide, 64, 64, mode).size == (64, 64)
+    cropped = np.asarray(resize(wide, 64, 64, 1))  # cover + centre crop: the left band is mostly cut
+    filled = np.asarray(resize(wide, 64, 64, 2))  # fit inside, edges stretched into the bands
+    assert cropped[32, 0, 0] > 200 and cropped[32, 63, 0] > 200
+    assert filled[0, 0, 2] > 200 and filled[32, 63, 0] > 200 and filled[0, 32, 0] > 200
