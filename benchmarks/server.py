@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def start_server(a, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gouache", "serve", "--model", a.model, "--port", str(port), "--threads", a.threads,
-           "--max-queue", str(max(32, a.clients * 2)), "--result-ttl", "60", "-q"]
+           "--max-queue", str(max(32, a.clients * 2)), "--result-ttl", "7200", "-q"]
     if a.taesd:
         cmd += ["--taesd", a.taesd]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -77,6 +77,7 @@ def test_every_route_but_the_page_needs_the_key(live):
         assert r.status_code == 401 and r.json()["detail"] == "wrong API key"  # A1111's shape there
     with authed(live) as ok:
         assert [m["id"] for m in ok.get("/v1/models").json()["data"]] == ["tiny"]
+        assert "/sdapi/v1/txt2img" in ok.get("/openapi.json").json()["paths"] and ok.get("/docs").status_code == 200
     with live.client(auth=("anyone", KEY)) as basic:  # A1111 clients send HTTP Basic
         assert basic.get("/sdapi/v1/sd-models").status_code == 200
 

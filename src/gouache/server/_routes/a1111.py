@@ -185,10 +185,9 @@ def _control(state, req: _Common, width: int | None, height: int | None, init) -
         return None
     if not isinstance(script, dict) or not isinstance(script.get("args", []), list):
         raise bad("alwayson_scripts.controlnet", "must be {\"args\": [unit, ...]}")
-    units = [u for u in script.get("args", []) if isinstance(u, dict) and u.get("enabled", True)
-             and str(u.get("model") or "None") != "None"]
     if any(not isinstance(u, dict) for u in script.get("args", [])):
         raise bad("alwayson_scripts.controlnet.args", "each unit must be a JSON object")
+    units = [u for u in script.get("args", []) if u.get("enabled", True) and str(u.get("model") or "None") != "None"]
     if not units:
         return None
     if len(units) > 1:
