@@ -75,8 +75,10 @@ def patient(live, monkeypatch):
     monkeypatch.setattr(live.state.pool, "config", dataclasses.replace(live.state.pool.config, cancel_grace=60.0))
 
 
-def test_cancel_is_a_per_step_interrupt_that_keeps_the_worker(client, patient):
-    before = pid(client)
+def test_cancel_is_a_per_step_interrupt_that_keeps_the_worker(client, live, patient):
+    warm = client.post("/v1/jobs", json={"kind": "generate", **LONG, "steps": 1}).json()["id"]
+    assert sse(client, warm)[-1][0] == "done"  # a live worker (an earlier cancel may have ended one)
+    before = live.worker("sd1")["pid"]
     restarts = client.get("/v1/server").json()["workers"][0]["restarts"]
     job_id = client.post("/v1/jobs", json={"kind": "generate", **LONG}).json()["id"]
     events, seconds = cancel_at_step(client, job_id, 2)

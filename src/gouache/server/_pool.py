@@ -460,7 +460,7 @@ class Pool:
 
     def running(self) -> list[Job]:
         with self.cond:
-            return [w.current for w in self.workers.values() if w.current is not None]
+            return [w.current for w in self.workers.values() if w.current is not None and not w.current.terminal]
 
     # -- slots ------------------------------------------------------------------------------
 
