@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from .._errors import GouacheError, InvalidInputError
+from ..server import _cli as serve_cli
 from .commands import run_assemble, run_convert, run_enhance, run_info, run_models, run_pull, run_upscale
 from .generate import Failure, run_generation
 from .output import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
@@ -27,6 +28,7 @@ _COMMANDS = {
     "models": run_models,
     "pull": run_pull,
     "enhance": run_enhance,
+    "serve": serve_cli.run,
 }
 
 __all__ = ["main"]
