@@ -1,0 +1,13 @@
+"""The batch package's only door into gouache's private modules.
+
+Everything else in :mod:`gouache.batch` uses the public API (``import gouache``,
+``gouache.enhance``); when gouache's internals move, this file is the one to change.
+"""
+
+from __future__ import annotations
+
+from .._errors import MissingDependencyError
+from .._model import resolve_seed
+from .._output import save_image, write_atomic
+
+__all__ = ["MissingDependencyError", "resolve_seed", "save_image", "write_atomic"]
