@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .batch import _cli as batch_cli
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("filename", nargs="?", help="file in the repo")
     s.add_argument("--revision")
     s.add_argument("--dir", type=Path, help="cache directory")
+    batch_cli.add_parser(sub, [common])
     return p
 
 
@@ -628,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.command in ("txt2img", "img2img", "inpaint", "controlnet", "video"):
             return _run_generation(a, argv)
         return {"upscale": _run_upscale, "convert": _run_convert, "assemble": _run_assemble, "info": _run_info,
-                "models": _run_models, "pull": _run_pull, "enhance": _run_enhance}[a.command](a)
+                "models": _run_models, "pull": _run_pull, "enhance": _run_enhance, "batch": batch_cli.run}[a.command](a)
     except _Failure as exc:
         print(f"gouache: error: {exc}", file=sys.stderr)
         if a.debug:

@@ -82,7 +82,7 @@ class Worker:
         try:
             result = make(task, replace)
         except Exception as exc:  # noqa: BLE001 - one bad item never stops the batch
-            log.error("item %s failed: %s: %s", task.key, type(exc).__name__, exc)
+            log.info("item %s failed: %s: %s", task.key, type(exc).__name__, exc)
             return ItemResult(task.key, "failed", None, task.seed, scene, error=f"{type(exc).__name__}: {exc}",
                               timings={"item": time.perf_counter() - t0}, worker=self.name)
         result.timings["item"] = time.perf_counter() - t0
