@@ -33,7 +33,8 @@ class ItemResult:
     complete: the record is the earlier run's where one exists) or "failed" (``error``
     says why; the job went on).  ``id`` is ``scene/view`` for views of a scene.
     ``parameters``: every value used; ``timings``: seconds (``item`` = the whole item on
-    its worker); ``worker``: ``host:pid`` of the process that made it.
+    its worker); ``worker``: ``host:pid`` of the process that made it; ``finished_at``:
+    when it finished there (seconds since the epoch).
     """
 
     id: str
@@ -45,6 +46,7 @@ class ItemResult:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
     worker: str | None = None
+    finished_at: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)

@@ -77,7 +77,7 @@ def _run_locked(units: list[Unit], spec: WorkSpec, options: RayOptions | None, o
             else:
                 pending.append(u)
         if pending:
-            for r in _execute(pending, spec, options, out):
+            for r in _execute(pending, spec, options, out, progress_bars):
                 if r.id in results and r.status == "skipped":
                     continue  # a retried unit reporting what its first attempt made
                 record(r)
@@ -94,7 +94,8 @@ def _run_locked(units: list[Unit], spec: WorkSpec, options: RayOptions | None, o
     return results
 
 
-def _execute(units: list[Unit], spec: WorkSpec, options: RayOptions | None, out: Path) -> Iterator[ItemResult]:
+def _execute(units: list[Unit], spec: WorkSpec, options: RayOptions | None, out: Path,
+             progress_bars: bool) -> Iterator[ItemResult]:
     if options is None:
         from ._work import Worker
 
@@ -107,7 +108,7 @@ def _execute(units: list[Unit], spec: WorkSpec, options: RayOptions | None, out:
     attempts = out / STATE_DIR / f"attempts-{uuid.uuid4().hex[:12]}"
     try:
         with RaySession(options):
-            for text in run_units(units, spec, options, attempts_dir=attempts, progress_bars=False):
+            for text in run_units(units, spec, options, attempts_dir=attempts, progress_bars=progress_bars):
                 yield ItemResult.from_dict(json.loads(text))
     finally:
         shutil.rmtree(attempts, ignore_errors=True)

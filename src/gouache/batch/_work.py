@@ -84,8 +84,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - one bad item never stops the batch
             log.info("item %s failed: %s: %s", task.key, type(exc).__name__, exc)
             return ItemResult(task.key, "failed", None, task.seed, scene, error=f"{type(exc).__name__}: {exc}",
-                              timings={"item": time.perf_counter() - t0}, worker=self.name)
+                              timings={"item": time.perf_counter() - t0}, worker=self.name, finished_at=time.time())
         result.timings["item"] = time.perf_counter() - t0
+        result.finished_at = time.time()
         return result
 
     def _save(self, image: Image.Image, path: str, infotext: str | None, overwrite: bool) -> float:
