@@ -25,6 +25,8 @@ from ._plan import Unit
 
 log = logging.getLogger("gouache.batch")
 
+MAX_BLOCKS = 4096
+
 
 def import_ray():
     try:
@@ -71,11 +73,14 @@ class RayWorker:
 
 
 def gave_up(unit: Unit, attempts: int, worker: str):
-    from ._results import ItemResult
+    """Results for a unit not run again: its complete outputs count as skipped, the rest failed."""
+    from ._results import ItemResult, is_complete
 
     error = (f"WorkerDied: the worker process died {attempts} times on this "
              f"{'scene' if unit.scene else 'item'} (an input that crashes the engine?); not tried again")
-    return [ItemResult(t.key, "failed", None, t.seed, getattr(t.item, "scene", None), error=error, worker=worker)
+    return [ItemResult(t.key, "skipped", t.output, t.seed, getattr(t.item, "scene", None), worker=worker)
+            if is_complete(t.output) else
+            ItemResult(t.key, "failed", None, t.seed, getattr(t.item, "scene", None), error=error, worker=worker)
             for t in unit.tasks]
 
 
@@ -113,7 +118,8 @@ def run_units(units: list[Unit], spec: WorkSpec, options: RayOptions, *, attempt
     saved = ctx.enable_progress_bars, ctx.print_on_execution_start
     ctx.enable_progress_bars = ctx.print_on_execution_start = progress_bars
     try:
-        ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
+        # one unit per block (a retry redoes one unit) up to MAX_BLOCKS, then a few per block
+        ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=min(len(units), MAX_BLOCKS))
         ds = ds.map_batches(
             RayWorker,
             fn_constructor_kwargs={"spec": spec, "attempts_dir": str(attempts_dir), "max_retries": options.max_retries},
