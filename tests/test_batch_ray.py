@@ -114,7 +114,9 @@ def test_actor_killed_mid_job_loses_and_duplicates_nothing_and_matches_the_loop(
         watcher.join()
     assert watcher.killed is not None, "no actor process was found to kill"
     assert not psutil.pid_exists(watcher.killed)
-    assert (summary.runner, summary.actors, summary.done, summary.failed) == ("ray", 2, 12, 0)
+    assert (summary.runner, summary.actors, summary.failed) == ("ray", 2, 0)
+    # an item the killed actor had written but not yet reported is found complete by the retry: skipped, not redone
+    assert summary.done + summary.skipped == 12 and summary.skipped <= 1
     recs = records(tmp_path)
     assert sorted(r["id"] for r in recs) == [f"{k:02d}" for k in range(12)]  # each item once
     assert {r["status"] for r in recs} == {"done"}
