@@ -85,8 +85,9 @@ def run(a: argparse.Namespace) -> int:
     job = BatchJob(items, a.out, seed=a.seed, image_format=a.image_format, **_model_args(a, kind))
     ray = None
     if a.ray or a.address:
+        quiet = {"log_to_driver": False} if a.json or a.quiet else {}  # stdout carries only the summary
         ray = RayOptions(address=a.address, actors=a.actors, cpus_per_actor=a.cpus_per_actor,
-                         gpus_per_actor=a.gpus_per_actor, max_retries=a.max_retries)
+                         gpus_per_actor=a.gpus_per_actor, max_retries=a.max_retries, init_kwargs=quiet)
     bar = _Bar(enabled=not (a.quiet or a.json), total=len(items))
     try:
         summary = run_batch(job, ray=ray, progress=bar.update)
