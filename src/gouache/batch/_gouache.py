@@ -6,8 +6,7 @@ Everything else in :mod:`gouache.batch` uses the public API (``import gouache``,
 
 from __future__ import annotations
 
-from .._errors import MissingDependencyError
 from .._model import resolve_seed
 from .._output import save_image, write_atomic
 
-__all__ = ["MissingDependencyError", "resolve_seed", "save_image", "write_atomic"]
+__all__ = ["resolve_seed", "save_image", "write_atomic"]

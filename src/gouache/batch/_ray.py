@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._gouache import MissingDependencyError
+from gouache import MissingDependencyError
+
 from ._job import RayOptions, WorkSpec
 from ._plan import Unit
 
