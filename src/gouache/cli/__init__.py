@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from .._errors import GouacheError, InvalidInputError
+from ..batch import _cli as batch_cli
 from ..server import _cli as serve_cli
 from .commands import run_assemble, run_convert, run_enhance, run_info, run_models, run_pull, run_upscale
 from .generate import Failure, run_generation
@@ -29,6 +30,7 @@ _COMMANDS = {
     "pull": run_pull,
     "enhance": run_enhance,
     "serve": serve_cli.run,
+    "batch": batch_cli.run,
 }
 
 __all__ = ["main"]

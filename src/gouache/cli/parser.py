@@ -9,6 +9,7 @@ from .._engines.registry import ENGINES, engine_class
 from .._engines.requests import PRECISIONS
 from .._version import __version__
 from .._vocabulary import SAMPLERS, SCHEDULERS, names
+from ..batch._cli import add_parser as add_batch_parser
 from ..server._cli import add_parser as add_serve_parser
 
 #: Subcommands that run the engine in a child process.
@@ -247,4 +248,5 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", type=Path, help="cache directory")
 
     add_serve_parser(sub, common)
+    add_batch_parser(sub, [common])
     return p
