@@ -155,6 +155,9 @@ class TorchEngine(Engine):
 
         cls = getattr(D, _PIPELINES[kind].format(xl="XL" if self.xl else ""))
         extra = {"controlnet": self.controlnet} if kind.startswith("control") else {}
+        # from_pipe drops a component whose class is not the one the target pipeline annotates
+        # (an AutoencoderTiny in place of AutoencoderKL): pass the VAE on explicitly.
+        extra["vae"] = self.base.vae
         # from_pipe shares the weights; without torch_dtype it casts the shared UNet to fp32
         pipe = (
             self.base if kind == "txt2img" else cls.from_pipe(self.base, torch_dtype=dtype_of(self.dtype_name), **extra)
