@@ -36,9 +36,11 @@ from .architecture import (
 )
 
 __all__ = [
+    "EDITING_MODELS",
     "GENERATORS",
     "Family",
     "detect_family",
+    "edits_images",
     "is_few_step",
 ]
 
@@ -225,6 +227,26 @@ def _text_encoder_variant(t: Tensors) -> str | None:
     if width is not None:
         return {768: "clip_l", 1024: "clip_h", 1280: "clip_g"}.get(width, "clip")
     return "llm"  # an LLM the layout of which gouache does not know
+
+
+# --------------------------------------------------------------------------- editing models
+
+#: Models that edit images by instruction, the input images being reference images the engine
+#: encodes (stable-diffusion.cpp ``ref_images``): (family, variant; ``None``: every variant).
+EDITING_MODELS: dict[tuple[str, str | None], str] = {
+    ("flux", "kontext"): "FLUX.1 Kontext",
+    ("qwen_image", "edit"): "Qwen-Image-Edit",
+    ("qwen_image", "edit_2511"): "Qwen-Image-Edit 2511",
+    ("flux2", None): "FLUX.2",
+    ("sd1_pix2pix", None): "InstructPix2Pix",
+    ("sdxl_pix2pix", None): "CosXL Edit / SDXL InstructPix2Pix",
+}
+
+
+def edits_images(family: Family | str, variant: str | None) -> bool:
+    """Whether a model of ``family``/``variant`` edits images by instruction (see :data:`EDITING_MODELS`)."""
+    fam = Family(family).value
+    return (fam, variant) in EDITING_MODELS or (fam, None) in EDITING_MODELS
 
 
 # --------------------------------------------------------------------------- diffusion models
