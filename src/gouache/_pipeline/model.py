@@ -15,10 +15,10 @@ from .._engines.registry import engine_class, load_engine, select_engine
 from .._engines.requests import Cache, EngineOptions, Guidance, Hires, Hooks, ModelFiles, PhotoMakerInput, PreviewSpec
 from .._errors import InvalidInputError
 from .._limits import check
+from .._modelfiles.families import EDITING_MODELS, edits_images
 from .._modelfiles.inspect import inspect
 from . import sizing
 from .infotext import generation_infotext
-from .._modelfiles.families import EDITING_MODELS, edits_images
 from .requests import (
     ImageArgs,
     ModelContext,
@@ -108,7 +108,8 @@ class SDModel:
     that ship as parts (Flux, SD3, Wan, Qwen-Image, Z-Image, FLUX.2) pass ``diffusion_model=``
     plus ``vae=``, ``clip_l=``, ``t5xxl=`` ... instead; ``llm=`` is the LLM text encoder of
     Z-Image (Qwen3 4B), Qwen-Image (Qwen2.5-VL 7B) and FLUX.2 (Mistral Small 3.2 / Qwen3),
-    ``llm_vision=`` a separate Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit.  ``threads="auto"`` uses the physical cores.
+    ``llm_vision=`` a separate Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit.
+    ``threads="auto"`` uses the physical cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
     ``engine``: "auto" (default: torch when installed and the family is supported, else
     sdcpp; ``engine_reason`` says why), "sdcpp" or "torch".
