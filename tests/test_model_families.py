@@ -225,10 +225,8 @@ def test_cli_edit_refuses_options_it_has_no_use_for(tmp_path):
 @pytest.mark.forge_large
 def test_z_image_turbo_full_size():
     """The engine fixes every Z-Image width (6.15e9 parameters): the forge writes it as a 3.5 GB q4_0 GGUF."""
-    from gouache.testing.forge import zimage_family
-
     files = dict(
-        diffusion_model=zimage_family.z_image(),
+        diffusion_model=forge.z_image(),
         llm=forge.llm("qwen3", hidden=2560, layers=2, wtype="q4_0"),
         vae=forge.flux_vae(decoder_ch=32),
     )

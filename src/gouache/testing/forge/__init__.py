@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sdxl_family
+from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sdxl_family, zimage_family
 from .dit_family import (
     FLUX_HEAD_DIM,
     WAN21_1_3B,
@@ -47,6 +47,7 @@ from .llm_family import LLM_ARCHS, LLM_SIZES, llm
 from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
 from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
+from .zimage_family import Z_IMAGE, z_image
 
 __all__ = [
     "FLUX2_DEV_SINGLE_BLOCKS",
@@ -57,6 +58,7 @@ __all__ = [
     "QWEN_IMAGE_CONTEXT",
     "QWEN_IMAGE_WIDTH",
     "WAN21_1_3B",
+    "Z_IMAGE",
     "cache_dir",
     "chroma",
     "clip_l",
@@ -85,6 +87,7 @@ __all__ = [
     "wan21_t2v",
     "wan21_t2v_gguf",
     "wan_vae",
+    "z_image",
 ]
 
 
@@ -97,6 +100,7 @@ def _layout(kind: str, **spec: Any) -> dict:
         **flux2_family.BUILDERS,
         **llm_family.BUILDERS,
         **qwen_family.BUILDERS,
+        **zimage_family.BUILDERS,
     }
     spec.setdefault("num_block", 1)
     if kind.startswith("lora_"):
