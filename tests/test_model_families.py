@@ -85,6 +85,43 @@ def test_z_image_layout_is_detected():
     assert detect_family(layout) == (g.Family.Z_IMAGE, None)
 
 
+def test_sd3_forge_is_detected():
+    from gouache._modelfiles.families import detect_family
+    from gouache._modelfiles.headers import TensorInfo
+    from gouache.testing.forge import sd3_family
+
+    def layout(**spec):
+        return {name: TensorInfo("F16", shape) for name, shape, _ in sd3_family.BUILDERS["sd3"](spec)}
+
+    assert detect_family(layout(depth=24)) == (g.Family.SD3, "sd3_medium")
+    assert detect_family(layout(depth=24, qk_norm="rms", x_blocks=13)) == (g.Family.SD3, "sd3.5_medium")
+    assert detect_family(layout(depth=38, qk_norm="rms")) == (g.Family.SD3, "sd3.5_large")
+
+
+_SD3_RUN = """
+import sys
+import gouache as g
+from gouache.testing import forge
+try:
+    with g.SDModel(diffusion_model=forge.sd3(), vae=forge.flux_vae(decoder_ch=32), {clips}) as m:
+        m.generate("a cube", width=64, height=64, steps=1)
+except g.InvalidInputError as e:
+    print("REFUSED", e)
+"""
+
+
+@pytest.mark.parametrize("clips", ["", "clip_l=forge.clip_l()"], ids=["no_clip", "clip_l_only"])
+def test_sd3_without_both_clips_is_refused_not_crashed(clips):
+    """The engine aborts (clip_l only: SIGABRT in a concat) or segfaults (none) without CLIP-G."""
+    forge.sd3()  # forged (1.2 GB q4_0, the engine's smallest SD3) outside the timed child
+    res = subprocess.run(
+        [sys.executable, "-c", _SD3_RUN.format(clips=clips)], capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "REFUSED an SD3 model needs both CLIP text encoders: set " in res.stdout
+    assert "clip_g_path" in res.stdout
+
+
 # --------------------------------------------------------------------------- engine mapping
 
 

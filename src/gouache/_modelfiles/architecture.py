@@ -247,7 +247,8 @@ class ModelFacts:
     :data:`LLM_NEEDS` key of a DiT with an LLM text encoder; ``text_width``: the text width a
     FLUX.2 DiT reads (``txt_in``); ``qwen_image``: a Qwen-Image DiT (its tiny autoencoder
     cannot encode images); ``tae``: the context encodes and decodes with a tiny autoencoder
-    (set by the binding's checks, which know the context's files).
+    (set by the binding's checks, which know the context's files); ``sd3_clips_missing``: for
+    an SD3 MMDiT, the CLIP encoders (``"clip_l"``, ``"clip_g"``) its files do not hold.
     """
 
     known: bool = True
@@ -260,6 +261,7 @@ class ModelFacts:
     text_width: int | None = None
     qwen_image: bool = False
     tae: bool = False
+    sd3_clips_missing: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, tensors: Tensors, *, known: bool = True) -> ModelFacts:
@@ -276,4 +278,12 @@ class ModelFacts:
             llm_needs=llm_needs_of(n),
             text_width=(shape_of(n, "txt_in.weight") or (None,))[-1] if flux2_variant(n) else None,
             qwen_image=is_qwen_image(n),
+            sd3_clips_missing=_sd3_clips_missing(t, n),
         )
+
+
+def _sd3_clips_missing(t: Tensors, n: Tensors) -> tuple[str, ...]:
+    """The CLIPs an SD3 model's files lack (single files may hold ``text_encoders.clip_l/g``)."""
+    if not any_prefix(n, "joint_blocks."):
+        return ()
+    return tuple(c for c in ("clip_l", "clip_g") if not any_prefix(t, f"text_encoders.{c}."))

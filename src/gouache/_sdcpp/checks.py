@@ -11,6 +11,8 @@ Several bad inputs abort or segfault the whole process inside stable-diffusion.c
   context created with ``vae_decode_only=True``;
 * a NULL or empty upscaler path (also the hires-fix model upscaler);
 * Flux.1 without any text encoder (Chroma runs on zeros without T5);
+* SD3 without both CLIP-L and CLIP-G (the engine concatenates their pooled outputs and aborts,
+  or segfaults, when one is missing; T5-XXL is optional);
 * Wan with a block count other than 30 or 40;
 * an LLM text encoder whose features are not as wide as the diffusion model reads them
   (Z-Image 2560, Qwen-Image 3584, FLUX.2 its ``txt_in``); a missing or wrong-architecture
@@ -88,6 +90,16 @@ def _refuse_flux_without_text_encoder(p: SDContextParams, facts: ModelFacts) -> 
         )
 
 
+def _refuse_sd3_without_both_clips(p: SDContextParams, facts: ModelFacts) -> None:
+    given = {"clip_l": p.clip_l_path, "clip_g": p.clip_g_path}
+    missing = [c for c in facts.sd3_clips_missing if given[c] is None]
+    if missing:
+        raise InvalidInputError(
+            f"an SD3 model needs both CLIP text encoders: set {' and '.join(f'{c}_path' for c in missing)}"
+            " (the engine crashes with one or none; t5xxl_path is optional)"
+        )
+
+
 def _llm_of(p: SDContextParams) -> LLMFacts | None:
     tensors = read_tensors(p.llm_path, "llm file")
     return None if tensors is None else LLMFacts.of(tensors)
@@ -145,6 +157,7 @@ def check_context_params(p: SDContextParams) -> ModelFacts:
         _refuse_controlnet_on_distilled,
         _refuse_controlnet_on_sdxl,
         _refuse_flux_without_text_encoder,
+        _refuse_sd3_without_both_clips,
         _refuse_unsupported_wan,
         _refuse_wrong_llm,
     ):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sdxl_family, zimage_family
+from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sd3_family, sdxl_family, zimage_family
 from .dit_family import (
     FLUX_HEAD_DIM,
     WAN21_1_3B,
@@ -46,6 +46,7 @@ from .io import FORGE_VERSION, cache_dir, spec_of
 from .llm_family import LLM_ARCHS, LLM_SIZES, llm
 from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
+from .sd3_family import sd3
 from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
 from .zimage_family import Z_IMAGE, z_image
 
@@ -78,6 +79,7 @@ __all__ = [
     "qwen_image",
     "sd1",
     "sd1_tiny",
+    "sd3",
     "sdxl",
     "sdxl_unet_diffusers",
     "sdxs",
@@ -101,6 +103,7 @@ def _layout(kind: str, **spec: Any) -> dict:
         **llm_family.BUILDERS,
         **qwen_family.BUILDERS,
         **zimage_family.BUILDERS,
+        **sd3_family.BUILDERS,
     }
     spec.setdefault("num_block", 1)
     if kind.startswith("lora_"):
