@@ -46,7 +46,7 @@ from .io import FORGE_VERSION, cache_dir, spec_of
 from .llm_family import LLM_ARCHS, LLM_SIZES, llm
 from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
-from .sd3_family import sd3
+from .sd3_family import clip_g, sd3
 from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
 from .zimage_family import Z_IMAGE, z_image
 
@@ -62,6 +62,7 @@ __all__ = [
     "Z_IMAGE",
     "cache_dir",
     "chroma",
+    "clip_g",
     "clip_l",
     "controlnet_sd1",
     "controlnet_sdxl",

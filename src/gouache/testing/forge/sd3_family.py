@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .blocks import _conv, _linear
+from .blocks import _conv, _linear, _norm
 from .io import _ONES, _STD, _check_dtype, _check_wtype, _positive, _Tensor, make
 
-__all__ = ["sd3"]
+__all__ = ["clip_g", "sd3"]
 
 _LATENT = 16
 _PATCH = 2
@@ -70,7 +70,34 @@ def _sd3(depth: int, qk_norm: str | None, x_blocks: int) -> Iterator[_Tensor]:
     yield from _linear("final_layer.adaLN_modulation.1", d, 2 * d)
 
 
-BUILDERS = {"sd3": lambda s: _sd3(s["depth"], s.get("qk_norm"), s.get("x_blocks", 0))}
+def _clip_g() -> Iterator[_Tensor]:
+    """CLIP ViT-bigG/14 text model with projection, Hugging Face names (``clip_g.safetensors``);
+    clip.hpp fixes it: width 1280, 32 layers, MLP 5120, projection 1280."""
+    d, inter, layers, p = 1280, 5120, 32, "text_model"
+    yield f"{p}.embeddings.token_embedding.weight", (49408, d), _STD
+    yield f"{p}.embeddings.position_embedding.weight", (77, d), _STD
+    for i in range(layers):
+        b = f"{p}.encoder.layers.{i}"
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            yield from _linear(f"{b}.self_attn.{proj}", d, d)
+        yield from _norm(f"{b}.layer_norm1", d)
+        yield from _linear(f"{b}.mlp.fc1", d, inter)
+        yield from _linear(f"{b}.mlp.fc2", inter, d)
+        yield from _norm(f"{b}.layer_norm2", d)
+    yield from _norm(f"{p}.final_layer_norm", d)
+    yield "text_projection.weight", (d, d), _STD
+
+
+BUILDERS = {
+    "sd3": lambda s: _sd3(s["depth"], s.get("qk_norm"), s.get("x_blocks", 0)),
+    "clip_g": lambda s: _clip_g(),
+}
+
+
+def clip_g(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """A standalone CLIP-G text model for ``clip_g_path`` (SD3): the engine fixes its size,
+    6.9e8 parameters, ~1.4 GB in f16 (a ``forge_large`` part)."""
+    return make(BUILDERS, "clip_g", {"dtype": _check_dtype(dtype), "seed": int(seed)})
 
 
 def sd3(
