@@ -271,3 +271,16 @@ def test_z_image_turbo_full_size():
         assert m.family == "z_image"
         a = m.generate("a cube", width=64, height=64, steps=1, cfg_scale=1.0, seed=1)
     assert a.images[0].size == (64, 64) and pixels(a).std() > 1
+
+
+@pytest.mark.forge_large
+def test_sd3_medium_size_with_both_clips():
+    """The engine's smallest SD3 is SD3 Medium's 24 blocks (1.2 GB q4_0) and CLIP-G is fixed at
+    6.9e8 parameters: about 3.2 GB of memory; T5-XXL (4.7e9, fixed) is left out (optional)."""
+    files = dict(
+        diffusion_model=forge.sd3(), vae=forge.flux_vae(decoder_ch=32), clip_l=forge.clip_l(), clip_g=forge.clip_g()
+    )
+    with g.SDModel(**files) as m:
+        assert (m.family, m.info.variant) == ("sd3", "sd3_medium")
+        a = m.generate("a cube", width=64, height=64, steps=1, cfg_scale=1.0, seed=1)
+    assert a.images[0].size == (64, 64) and pixels(a).std() > 1
