@@ -19,11 +19,13 @@ from gouache._errors import GouacheError, InvalidInputError, MissingDependencyEr
 from gouache._modelfiles import catalog as _catalog
 from gouache._modelfiles.catalog import (
     MODEL_EXTENSIONS,
+    MODEL_RECIPES,
     RECIPES,
     DownloadError,
     ModelEntry,
     find_models,
     pull,
+    pull_model,
     resolve_lora,
 )
 
@@ -486,3 +488,47 @@ def test_real_hub_offline_error_is_mapped(hub, tmp_path):
     with pytest.raises(DownloadError, match=r"m\.safetensors from o/r: this machine is offline") as info:
         pull("o/r", "m.safetensors", cache_dir=tmp_path / "empty")
     assert type(info.value.__cause__).__name__ == "LocalEntryNotFoundError"
+
+
+# -- models in parts ------------------------------------------------------------------------
+
+
+def test_model_recipes_name_sdmodel_keywords_and_known_parts():
+    import inspect as _inspect
+
+    from gouache import SDModel
+
+    keywords = set(_inspect.signature(SDModel).parameters)
+    for name in ("z-image-turbo", "qwen-image", "qwen-image-edit", "chroma", "flux-kontext", "flux2-klein-4b"):
+        assert name in MODEL_RECIPES
+    for name, parts in MODEL_RECIPES.items():
+        assert "diffusion_model" in parts, name
+        for keyword, recipe in parts.items():
+            assert keyword in keywords, (name, keyword)
+            assert recipe in RECIPES, (name, recipe)
+
+
+def test_pull_model_offline_from_cache_gives_sdmodel_keywords(hub, tmp_path):
+    cache = tmp_path / "cache"
+    expected = {}
+    for keyword, recipe in MODEL_RECIPES["z-image-turbo"].items():
+        repo, filename = RECIPES[recipe]
+        expected[keyword] = fill_cache(cache, repo, {filename: recipe.encode()}) / filename
+    got = pull_model("z-image-turbo", cache_dir=cache)
+    assert got == expected
+    assert {k: v.read_bytes() for k, v in got.items()} == {
+        k: r.encode() for k, r in MODEL_RECIPES["z-image-turbo"].items()
+    }
+
+
+def test_pull_model_missing_part_raises_download_error(hub, tmp_path):
+    cache = tmp_path / "cache"
+    repo, filename = RECIPES["flux-ae"]
+    fill_cache(cache, repo, {filename: b"vae"})  # the VAE is cached, the diffusion model is not
+    with pytest.raises(DownloadError):
+        pull_model("chroma", cache_dir=cache)
+
+
+def test_pull_model_unknown_name_lists_models():
+    with pytest.raises(InvalidInputError, match=r"unknown model recipe 'z-image-trubo' \(did you mean z-image-turbo"):
+        pull_model("z-image-trubo")

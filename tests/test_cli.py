@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ def test_help_lists_every_subcommand():
         "img2img",
         "inpaint",
         "controlnet",
+        "edit",
         "upscale",
         "video",
         "convert",
@@ -63,6 +65,8 @@ def test_help_lists_every_subcommand():
         "--cache",
         "--vae-tiling",
         "--offload-to-cpu",
+        "--llm",
+        "--llm-vision",
         "--flash-attention",
         "--overwrite",
         "--json",
@@ -309,6 +313,34 @@ def test_pull_offline_fails_clearly(tmp_path):
     )
     assert res.returncode == 1
     assert len(error_lines(res.stderr)) == 1 and ("offline" in res.stderr.lower() or "gouache[hub]" in res.stderr)
+
+
+@pytest.mark.slow
+def test_pull_model_in_parts_from_cache(tmp_path):
+    from gouache._modelfiles.catalog import MODEL_RECIPES, RECIPES
+
+    cache = tmp_path / "cache"
+    for recipe in MODEL_RECIPES["chroma"].values():
+        repo, filename = RECIPES[recipe]
+        repo_dir = cache / ("models--" + repo.replace("/", "--"))
+        (repo_dir / "refs").mkdir(parents=True)
+        (repo_dir / "refs" / "main").write_text("0" * 40)
+        target = repo_dir / "snapshots" / ("0" * 40) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(recipe.encode())
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    res = subprocess.run(
+        [sys.executable, "-m", "gouache", "pull", "chroma", "--dir", str(cache), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out["parts"]) == {"diffusion_model", "vae", "t5xxl"}
+    assert all(Path(p).read_bytes() == MODEL_RECIPES["chroma"][k].encode() for k, p in out["parts"].items())
+    assert out["options"].startswith("--diffusion-model ")
 
 
 @pytest.mark.slow

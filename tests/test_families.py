@@ -207,8 +207,13 @@ CASES = {
     ),
     "wan2.2_i2v_a14b": (wan_layout(dim=5120, in_ch=36), Family.WAN2_2, "i2v_a14b"),
     "wan2.2_ti2v_5b": (wan_layout(dim=3072, in_ch=48), Family.WAN2_2, "ti2v_5b"),
-    "qwen_image": ({DM + "transformer_blocks.0.img_mod.1.weight": (18432, 3072)}, Family.UNKNOWN, "qwen_image"),
-    "z_image": ({"cap_embedder.0.weight": (2560,)}, Family.UNKNOWN, "z_image"),
+    "qwen_image": ({DM + "transformer_blocks.0.img_mod.1.weight": (18432, 3072)}, Family.QWEN_IMAGE, None),
+    "qwen_image_edit_2511": (
+        {"transformer_blocks.0.img_mod.1.weight": (18432, 3072), "__index_timestep_zero__": (1,)},
+        Family.QWEN_IMAGE,
+        "edit_2511",
+    ),
+    "z_image": ({"cap_embedder.0.weight": (2560,)}, Family.Z_IMAGE, None),
     "svd": ({**unet_layout(), DM + "input_blocks.8.0.time_mixer.mix_factor": (1,)}, Family.UNKNOWN, "svd"),
     # components
     "controlnet_diffusers": (
@@ -288,9 +293,38 @@ CASES = {
         "t5",
     ),
     "qwen3_llm": (
-        {"model.embed_tokens.weight": (151936, 2560), "model.layers.0.self_attn.q_proj.weight": (4096, 2560)},
+        {
+            "model.embed_tokens.weight": (151936, 2560),
+            "model.layers.0.self_attn.q_proj.weight": (4096, 2560),
+            "model.layers.0.self_attn.q_norm.weight": (128,),
+        },
         Family.TEXT_ENCODER,
-        "llm",
+        "qwen3_4b",
+    ),
+    "qwen2.5_vl_llm": (
+        {"model.embed_tokens.weight": (152064, 3584), "model.layers.0.self_attn.q_proj.bias": (3584,)},
+        Family.TEXT_ENCODER,
+        "qwen2.5_vl_7b",
+    ),
+    "mistral_llm_gguf_names": (
+        {"token_embd.weight": (131072, 5120), "blk.39.attn_q.weight": (4096, 5120)},
+        Family.TEXT_ENCODER,
+        "mistral_small_3.2_24b",
+    ),
+    "small_qwen3_llm": (
+        {"model.embed_tokens.weight": (151936, 64), "model.layers.0.self_attn.k_norm.weight": (128,)},
+        Family.TEXT_ENCODER,
+        "qwen3",
+    ),
+    "qwen2.5_vl_vision": (
+        {"blocks.0.attn.qkv.weight": (3840, 1280), "merger.mlp.0.weight": (5120, 5120)},
+        Family.TEXT_ENCODER,
+        "qwen2.5_vl_vision",
+    ),
+    "vae_flux2": (
+        {"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_in.weight": (512, 32, 3, 3)},
+        Family.VAE,
+        "32ch",
     ),
     "clip_vision": (
         {"vision_model.embeddings.patch_embedding.weight": (1280, 3, 14, 14)},

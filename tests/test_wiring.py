@@ -186,6 +186,7 @@ def test_hires_cache_and_reference_images(tiny):
     )
     c = rec.struct
     assert c.ref_images_count == 1 and np.array_equal(pixels(c.ref_images[0]), REF)
+    assert c.auto_resize_ref_image  # references scaled to the output's area, as the engine's CLI does
     assert c.hires.enabled and c.hires.scale == pytest.approx(1.5) and c.hires.steps == 1
     assert c.hires.denoising_strength == pytest.approx(0.4)
     assert c.cache.mode == int(g.CacheMode.EASYCACHE) and c.cache.reuse_threshold == pytest.approx(0.3)

@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._image import SDImage
 from ._modelfiles.assemble import assemble_checkpoint
+from ._modelfiles.catalog import pull, pull_model
 from ._modelfiles.families import Family
 from ._modelfiles.inspect import ModelInfo, inspect
 from ._pipeline.infotext import read_parameters
@@ -121,6 +122,8 @@ __all__ = [
     "inpaint",
     "inspect",
     "physical_cores",
+    "pull",
+    "pull_model",
     "read_parameters",
     "save_video",
     "system_info",

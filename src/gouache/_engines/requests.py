@@ -104,6 +104,7 @@ class ModelFiles:
     clip_vision: Path | None = None
     t5xxl: Path | None = None
     llm: Path | None = None
+    llm_vision: Path | None = None
     control_net: Path | None = None
     photo_maker: Path | None = None
     embeddings: tuple[tuple[str, Path], ...] = ()
@@ -119,7 +120,7 @@ class ModelFiles:
     def in_parts(self) -> bool:
         """Whether the model ships as parts (separate diffusion model or text encoders)."""
         return self.model is None or any(
-            p is not None for p in (self.clip_l, self.clip_g, self.t5xxl, self.photo_maker)
+            p is not None for p in (self.clip_l, self.clip_g, self.t5xxl, self.llm, self.photo_maker)
         )
 
 

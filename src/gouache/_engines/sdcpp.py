@@ -8,6 +8,7 @@ from typing import Any
 
 from .._errors import InvalidInputError
 from .._image import SDImage
+from .._modelfiles.inspect import inspect
 from .._sdcpp.dispatch import PreviewOptions, Progress
 from .._sdcpp.genparams import SDImageGenParams, SDVideoGenParams
 from .._sdcpp.handles import SDContext, Upscaler
@@ -169,6 +170,7 @@ def image_params(r: ImageRequest, options: EngineOptions) -> SDImageGenParams:
         clip_skip=r.clip_skip,
         init_image=None if init is None else _sd_image(init.image),
         ref_images=[_sd_image(i) for i in r.ref_images],
+        auto_resize_ref_image=True,  # the engine's CLI default: references scaled to the output's area
         mask_image=None if init is None else _sd_image(init.mask),
         width=r.width,
         height=r.height,
@@ -224,6 +226,8 @@ def context_params(
         clip_vision_path=files.clip_vision,
         t5xxl_path=files.t5xxl,
         llm_path=files.llm,
+        llm_vision_path=files.llm_vision,
+        qwen_image_zero_cond_t=inspect(files.main).variant == "edit_2511",
         control_net_path=files.control_net,
         photo_maker_path=files.photo_maker,
         embeddings=list(files.embeddings),

@@ -13,17 +13,26 @@ from collections.abc import Mapping
 from .headers import TensorInfo
 
 __all__ = [
+    "LLM_NEEDS",
     "UNET_PREFIX",
+    "LLMFacts",
+    "LLMNeeds",
     "ModelFacts",
     "Tensors",
     "any_prefix",
     "any_substr",
     "context_dim",
+    "flux2_variant",
     "has_middle_block",
     "has_text_encoder",
     "has_unet",
+    "is_chroma",
     "is_flux",
+    "is_qwen_image",
+    "is_z_image",
     "last_dim",
+    "llm_arch_name",
+    "llm_needs_of",
     "shape_of",
     "strip_prefix",
     "unet_names",
@@ -97,7 +106,29 @@ def context_dim(n: Tensors) -> int | None:
 
 
 def is_flux(names: Tensors) -> bool:
+    """Flux.1 or FLUX.2 (``double_blocks``)."""
     return any_prefix(strip_prefix(names), "double_blocks.")
+
+
+def is_chroma(names: Tensors) -> bool:
+    """Chroma: a Flux.1 whose modulation comes from one ``distilled_guidance_layer``."""
+    return any_prefix(strip_prefix(names), "distilled_guidance_layer.")
+
+
+def flux2_variant(names: Tensors) -> str | None:
+    """``"dev"`` (a 48th single block, as the engine decides), ``"klein"``, or ``None`` (not FLUX.2)."""
+    n = strip_prefix(names)
+    if "double_stream_modulation_img.lin.weight" not in n:
+        return None
+    return "dev" if any_prefix(n, "single_blocks.47.") else "klein"
+
+
+def is_qwen_image(names: Tensors) -> bool:
+    return "transformer_blocks.0.img_mod.1.weight" in strip_prefix(names)
+
+
+def is_z_image(names: Tensors) -> bool:
+    return "cap_embedder.0.weight" in strip_prefix(names)
 
 
 def has_text_encoder(t: Tensors) -> bool:
@@ -113,6 +144,93 @@ def wan_block_count(names: Tensors) -> int | None:
     return max(idx) + 1
 
 
+# --------------------------------------------------------------------------- LLM text encoders
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMNeeds:
+    """What a diffusion model needs of its LLM text encoder (stable-diffusion.cpp conditioner.hpp
+    and the DiT's fixed widths): the architecture the engine builds for it, the width of the text
+    features the DiT reads (``None``: read from the DiT file, FLUX.2's ``txt_in``) and the LLM
+    layers whose outputs are used side by side (none: the final normed output)."""
+
+    label: str
+    arch: str
+    width: int | None
+    out_layers: tuple[int, ...]
+
+    def output_width(self, llm: LLMFacts) -> int:
+        """The width of the features an LLM gives this model: the engine concatenates the
+        outputs of the ``out_layers`` the LLM has, or takes its final output when it has none."""
+        used = sum(1 for layer in self.out_layers if layer <= llm.layers)
+        return llm.hidden * max(used, 1)
+
+
+#: Diffusion models with an LLM text encoder -> what they need.
+LLM_NEEDS: dict[str, LLMNeeds] = {
+    "z_image": LLMNeeds("Z-Image", "qwen3", 2560, (35,)),
+    "qwen_image": LLMNeeds("Qwen-Image", "qwen2.5_vl", 3584, ()),
+    "flux2_dev": LLMNeeds("FLUX.2 dev", "mistral", None, (10, 20, 30)),
+    "flux2_klein": LLMNeeds("FLUX.2 klein", "qwen3", None, (9, 18, 27)),
+}
+
+
+def llm_needs_of(names: Tensors) -> str | None:
+    """The :data:`LLM_NEEDS` key of a diffusion model, or ``None`` if it has no LLM text encoder."""
+    if is_z_image(names):
+        return "z_image"
+    if is_qwen_image(names):
+        return "qwen_image"
+    variant = flux2_variant(names)
+    return None if variant is None else f"flux2_{variant}"
+
+
+_LLM_ARCH_NAMES = {"qwen3": "Qwen3", "qwen2.5_vl": "Qwen2.5-VL", "mistral": "Mistral Small 3.2"}
+
+
+def llm_arch_name(arch: str) -> str:
+    """The display name of an LLM architecture key ("qwen3" -> "Qwen3")."""
+    return _LLM_ARCH_NAMES.get(arch, arch)
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMFacts:
+    """An LLM text encoder as the engine sees it (llm.hpp): ``arch`` "qwen3" (q/k norms),
+    "qwen2.5_vl" (q/k/v biases) or "mistral" (neither), ``hidden`` (the embedding width),
+    ``layers``; ``vision``: the file also holds a vision tower (``visual.*``)."""
+
+    arch: str
+    hidden: int
+    layers: int
+    vision: bool = False
+
+    @property
+    def arch_name(self) -> str:
+        return llm_arch_name(self.arch)
+
+    @classmethod
+    def of(cls, names: Tensors) -> LLMFacts | None:
+        """Facts of a Hugging Face (``model.layers.N.self_attn.q_proj``) or llama.cpp GGUF
+        (``blk.N.attn_q``) LLM file; ``None`` when the file is no LLM."""
+        width = last_dim(names, "model.embed_tokens.weight", "token_embd.weight")
+        if width is None:
+            return None
+        layers = [
+            int(k.split(".")[i])
+            for k in names
+            for prefix, i in (("model.layers.", 2), ("blk.", 1))
+            if k.startswith(prefix) and k.split(".")[i].isdigit()
+        ]
+        if any_substr(names, "self_attn.q_norm.", "self_attn.k_norm.", "attn_q_norm.", "attn_k_norm."):
+            arch = "qwen3"
+        elif any_substr(names, "self_attn.q_proj.bias", "attn_q.bias"):
+            arch = "qwen2.5_vl"
+        else:
+            arch = "mistral"
+        vision = any_prefix(names, "visual.", "model.visual.")
+        return cls(arch, width, 1 + max(layers, default=-1), vision)
+
+
 # --------------------------------------------------------------------------- facts for the guards
 
 
@@ -123,8 +241,14 @@ class ModelFacts:
     ``known``: every diffusion model file had a readable header (pickled checkpoints do not);
     ``distilled_unet``: a UNet without its middle block (ControlNet aborts the engine);
     ``sdxl_unet``: a UNet with 2048-wide cross-attention (the SDXL ControlNet graph overflows the
-    engine's fixed ControlNet graph size); ``flux``: a Flux DiT; ``text_encoder``: the files hold
-    a text encoder; ``wan_blocks``: the block count of a Wan DiT, else ``None``.
+    engine's fixed ControlNet graph size); ``flux``: a Flux.1 DiT that reads CLIP/T5 (not
+    Chroma, which runs on T5 alone or on zeros); ``text_encoder``: the files hold a text
+    encoder; ``wan_blocks``: the block count of a Wan DiT, else ``None``; ``llm_needs``: the
+    :data:`LLM_NEEDS` key of a DiT with an LLM text encoder; ``text_width``: the text width a
+    FLUX.2 DiT reads (``txt_in``); ``qwen_image``: a Qwen-Image DiT (its tiny autoencoder
+    cannot encode images); ``tae``: the context encodes and decodes with a tiny autoencoder
+    (set by the binding's checks, which know the context's files); ``sd3_clips_missing``: for
+    an SD3 MMDiT, the CLIP encoders (``"clip_l"``, ``"clip_g"``) its files do not hold.
     """
 
     known: bool = True
@@ -133,6 +257,11 @@ class ModelFacts:
     flux: bool = False
     text_encoder: bool = False
     wan_blocks: int | None = None
+    llm_needs: str | None = None
+    text_width: int | None = None
+    qwen_image: bool = False
+    tae: bool = False
+    sd3_clips_missing: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, tensors: Tensors, *, known: bool = True) -> ModelFacts:
@@ -143,7 +272,18 @@ class ModelFacts:
             known=known,
             distilled_unet=unet and not has_middle_block(t, n),
             sdxl_unet=unet and context_dim(n) == 2048,
-            flux=is_flux(n),
+            flux=is_flux(n) and flux2_variant(n) is None and not is_chroma(n),
             text_encoder=has_text_encoder(t),
             wan_blocks=wan_block_count(t),
+            llm_needs=llm_needs_of(n),
+            text_width=(shape_of(n, "txt_in.weight") or (None,))[-1] if flux2_variant(n) else None,
+            qwen_image=is_qwen_image(n),
+            sd3_clips_missing=_sd3_clips_missing(t, n),
         )
+
+
+def _sd3_clips_missing(t: Tensors, n: Tensors) -> tuple[str, ...]:
+    """The CLIPs an SD3 model's files lack (single files may hold ``text_encoders.clip_l/g``)."""
+    if not any_prefix(n, "joint_blocks."):
+        return ()
+    return tuple(c for c in ("clip_l", "clip_g") if not any_prefix(t, f"text_encoders.{c}."))

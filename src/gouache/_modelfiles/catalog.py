@@ -15,11 +15,13 @@ from .._errors import GouacheError, InvalidInputError, MissingDependencyError
 __all__ = [
     "MODEL_EXTENSIONS",
     "MODEL_KINDS",
+    "MODEL_RECIPES",
     "RECIPES",
     "DownloadError",
     "ModelEntry",
     "find_models",
     "pull",
+    "pull_model",
     "resolve_lora",
 ]
 
@@ -93,6 +95,60 @@ RECIPES: dict[str, tuple[str, str]] = {
         "comfyanonymous/ControlNet-v1-1_fp16_safetensors",
         "control_v11f1p_sd15_depth_fp16.safetensors",
     ),
+    # Parts of the families that ship in parts (see MODEL_RECIPES), from stable-diffusion.cpp's
+    # docs (docs/<family>.md) and the Comfy-Org repackagings they point to.
+    "flux-ae": ("black-forest-labs/FLUX.1-schnell", "ae.safetensors"),
+    "clip-l": ("comfyanonymous/flux_text_encoders", "clip_l.safetensors"),
+    "t5xxl": ("comfyanonymous/flux_text_encoders", "t5xxl_fp16.safetensors"),
+    "sd3-clip-l": ("Comfy-Org/stable-diffusion-3.5-fp8", "text_encoders/clip_l.safetensors"),
+    "sd3-clip-g": ("Comfy-Org/stable-diffusion-3.5-fp8", "text_encoders/clip_g.safetensors"),
+    "sd3-t5xxl": ("Comfy-Org/stable-diffusion-3.5-fp8", "text_encoders/t5xxl_fp16.safetensors"),
+    "sd3.5-medium-dm": ("stabilityai/stable-diffusion-3.5-medium", "sd3.5_medium.safetensors"),  # gated
+    "sd3.5-large-dm": ("stabilityai/stable-diffusion-3.5-large", "sd3.5_large.safetensors"),  # gated
+    "flux-kontext-dm": ("black-forest-labs/FLUX.1-Kontext-dev", "flux1-kontext-dev.safetensors"),  # gated
+    "chroma-dm": ("lodestones/Chroma1-HD", "Chroma1-HD.safetensors"),
+    "z-image-turbo-dm": ("Comfy-Org/z_image_turbo", "split_files/diffusion_models/z_image_turbo_bf16.safetensors"),
+    "qwen3-4b": ("Comfy-Org/z_image_turbo", "split_files/text_encoders/qwen_3_4b.safetensors"),
+    "qwen-image-dm": ("Comfy-Org/Qwen-Image_ComfyUI", "split_files/diffusion_models/qwen_image_fp8_e4m3fn.safetensors"),
+    "qwen-image-edit-dm": (
+        "Comfy-Org/Qwen-Image-Edit_ComfyUI",
+        "split_files/diffusion_models/qwen_image_edit_2509_fp8_e4m3fn.safetensors",
+    ),
+    "qwen-image-vae": ("Comfy-Org/Qwen-Image_ComfyUI", "split_files/vae/qwen_image_vae.safetensors"),
+    "qwen2.5-vl-7b": ("Comfy-Org/Qwen-Image_ComfyUI", "split_files/text_encoders/qwen_2.5_vl_7b.safetensors"),
+    "flux2-klein-4b-dm": ("black-forest-labs/FLUX.2-klein-4B", "flux-2-klein-4b.safetensors"),
+    "flux2-klein-qwen3-4b": ("Comfy-Org/flux2-klein-4B", "split_files/text_encoders/qwen_3_4b.safetensors"),
+    "flux2-vae": ("Comfy-Org/flux2-dev", "split_files/vae/flux2-vae.safetensors"),
+    "wan2.2-ti2v-5b-dm": (
+        "Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+        "split_files/diffusion_models/wan2.2_ti2v_5B_fp16.safetensors",
+    ),
+    "wan2.2-vae": ("Comfy-Org/Wan_2.2_ComfyUI_Repackaged", "split_files/vae/wan2.2_vae.safetensors"),
+    "umt5-xxl": ("Comfy-Org/Wan_2.1_ComfyUI_repackaged", "split_files/text_encoders/umt5_xxl_fp16.safetensors"),
+}
+
+#: Models that ship in parts: ``name -> {SDModel keyword: recipe}``;
+#: ``SDModel(**pull_model("z-image-turbo"))`` / ``gouache pull z-image-turbo`` fetch every part.
+MODEL_RECIPES: dict[str, dict[str, str]] = {
+    "sd3.5-medium": {
+        "diffusion_model": "sd3.5-medium-dm",
+        "clip_l": "sd3-clip-l",
+        "clip_g": "sd3-clip-g",
+        "t5xxl": "sd3-t5xxl",
+    },
+    "sd3.5-large": {
+        "diffusion_model": "sd3.5-large-dm",
+        "clip_l": "sd3-clip-l",
+        "clip_g": "sd3-clip-g",
+        "t5xxl": "sd3-t5xxl",
+    },
+    "flux-kontext": {"diffusion_model": "flux-kontext-dm", "vae": "flux-ae", "clip_l": "clip-l", "t5xxl": "t5xxl"},
+    "chroma": {"diffusion_model": "chroma-dm", "vae": "flux-ae", "t5xxl": "t5xxl"},
+    "z-image-turbo": {"diffusion_model": "z-image-turbo-dm", "vae": "flux-ae", "llm": "qwen3-4b"},
+    "qwen-image": {"diffusion_model": "qwen-image-dm", "vae": "qwen-image-vae", "llm": "qwen2.5-vl-7b"},
+    "qwen-image-edit": {"diffusion_model": "qwen-image-edit-dm", "vae": "qwen-image-vae", "llm": "qwen2.5-vl-7b"},
+    "flux2-klein-4b": {"diffusion_model": "flux2-klein-4b-dm", "vae": "flux2-vae", "llm": "flux2-klein-qwen3-4b"},
+    "wan2.2-ti2v-5b": {"diffusion_model": "wan2.2-ti2v-5b-dm", "vae": "wan2.2-vae", "t5xxl": "umt5-xxl"},
 }
 
 
@@ -332,6 +388,29 @@ def pull(
     return Path(local)
 
 
+def pull_model(
+    name: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | bool | None = None,
+) -> dict[str, Path]:
+    """Download every part of a model that ships in parts (a name from :data:`MODEL_RECIPES`)
+    and return them as :class:`gouache.SDModel` keywords: ``SDModel(**pull_model("chroma"))``.
+    Parts already cached are not downloaded again; the first part that fails raises
+    :class:`DownloadError` (parts downloaded before it stay in the cache)."""
+    if name not in MODEL_RECIPES:
+        close = difflib.get_close_matches(str(name), list(MODEL_RECIPES), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InvalidInputError(
+            f"unknown model recipe {name!r}{hint}; models in parts: {', '.join(sorted(MODEL_RECIPES))}"
+        )
+    return {
+        keyword: pull(recipe, revision=revision, cache_dir=cache_dir, token=token)
+        for keyword, recipe in MODEL_RECIPES[name].items()
+    }
+
+
 def _resolve_target(repo_id: Any, filename: Any) -> tuple[str, str | None]:
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise InvalidInputError(f"repo_id must be 'owner/name' or a recipe name, got {repo_id!r}")
@@ -341,10 +420,11 @@ def _resolve_target(repo_id: Any, filename: Any) -> tuple[str, str | None]:
         repo, recipe_file = RECIPES[repo_id]
         return repo, filename or recipe_file
     if "/" not in repo_id:
-        close = difflib.get_close_matches(repo_id, list(RECIPES), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(repo_id, [*RECIPES, *MODEL_RECIPES], n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InvalidInputError(
-            f"unknown recipe {repo_id!r}{hint}; recipes: {', '.join(sorted(RECIPES))}; "
+            f"unknown recipe {repo_id!r}{hint}; recipes: {', '.join(sorted(RECIPES))}; models in parts:"
+            f" {', '.join(sorted(MODEL_RECIPES))}; "
             "or pass a Hugging Face repo id 'owner/name'"
         )
     return repo_id, filename

@@ -79,6 +79,13 @@ _DEFAULTS: dict[tuple[Family, bool], FamilyDefaults] = {
     (Family.FLUX2, False): _D(1024, 1024, 20, 1.0, "euler", distilled_guidance=4.0),
     # Flux.2 klein (distilled): sd.cpp docs/flux2.md (--cfg-scale 1 --steps 4).
     (Family.FLUX2, True): _D(1024, 1024, 4, 1.0, "euler"),
+    # Qwen-Image (and -Edit): sd.cpp docs/qwen_image.md, qwen_image_edit.md (1024^2, --cfg-scale 2.5,
+    # euler, --flow-shift 3; the docs' runs keep the engine's 20 steps).
+    (Family.QWEN_IMAGE, False): _D(1024, 1024, 20, 2.5, "euler", flow_shift=3.0),
+    # Z-Image base: sd.cpp docs/z_image.md (--cfg-scale 5; 20 steps, the engine's, as the docs' run).
+    (Family.Z_IMAGE, False): _D(1024, 1024, 20, 5.0, "euler"),
+    # Z-Image-Turbo: sd.cpp docs/z_image.md (--cfg-scale 1); 8 steps: the Turbo model card (8 NFEs).
+    (Family.Z_IMAGE, True): _D(1024, 1024, 8, 1.0, "euler"),
     # Wan2.1 T2V-1.3B: sd.cpp docs/wan.md (832x480, 33 frames, CFG 6, euler, --flow-shift 3);
     # 30 steps sits between the docs' engine default (20) and Wan's reference (50).
     (Family.WAN2_1, False): _WAN,

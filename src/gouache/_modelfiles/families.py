@@ -18,12 +18,17 @@ from enum import Enum
 from pathlib import Path
 
 from .architecture import (
+    LLMFacts,
     Tensors,
     any_prefix,
     any_substr,
     context_dim,
+    flux2_variant,
     has_middle_block,
     has_unet,
+    is_chroma,
+    is_qwen_image,
+    is_z_image,
     last_dim,
     shape_of,
     strip_prefix,
@@ -31,9 +36,11 @@ from .architecture import (
 )
 
 __all__ = [
+    "EDITING_MODELS",
     "GENERATORS",
     "Family",
     "detect_family",
+    "edits_images",
     "is_few_step",
 ]
 
@@ -56,6 +63,8 @@ class Family(str, Enum):
     FLUX = "flux"
     FLUX_FILL = "flux_fill"
     FLUX2 = "flux2"
+    QWEN_IMAGE = "qwen_image"  # Qwen-Image and Qwen-Image-Edit (variant "edit", "edit_2511")
+    Z_IMAGE = "z_image"  # Z-Image (Turbo: few-step)
     WAN2_1 = "wan2.1"
     WAN2_2 = "wan2.2"
     CONTROLNET = "controlnet"
@@ -179,8 +188,33 @@ _TEXT_ENCODER_PREFIXES = (
 )
 
 
+# LLM text encoders by (architecture, width): the released sizes the families use.
+_LLM_SIZES = {
+    ("qwen2.5_vl", 3584): "qwen2.5_vl_7b",
+    ("qwen3", 2560): "qwen3_4b",
+    ("qwen3", 4096): "qwen3_8b",
+    ("mistral", 5120): "mistral_small_3.2_24b",
+}
+
+
+def _llm_variant(t: Tensors) -> str | None:
+    """An LLM text encoder: its released size where known (``"qwen3_4b"``, ``"qwen2.5_vl_7b"``,
+    ``"mistral_small_3.2_24b"``, ...), else its architecture (``"qwen3"``, ``"qwen2.5_vl"``,
+    ``"mistral"``); a Qwen2.5-VL vision tower alone is ``"qwen2.5_vl_vision"``."""
+    llm = LLMFacts.of(t)
+    if llm is None:
+        if any_prefix(t, "visual.blocks.", "blocks.0.attn.qkv.", "v.blk.") and any_substr(t, "merger.", "mm."):
+            return "qwen2.5_vl_vision"
+        return None
+    return _LLM_SIZES.get((llm.arch, llm.hidden), llm.arch)
+
+
 def _text_encoder_variant(t: Tensors) -> str | None:
-    """CLIP (``clip_l``/``clip_g``/``clip_h``), T5/umT5 (``t5``) or an LLM (``llm``); ``None`` if not one."""
+    """CLIP (``clip_l``/``clip_g``/``clip_h``), T5/umT5 (``t5``) or an LLM (see :func:`_llm_variant`);
+    ``None`` if not one."""
+    llm = _llm_variant(t)
+    if llm is not None:
+        return llm
     if not any_prefix(t, *_TEXT_ENCODER_PREFIXES):
         return None
     if any_substr(t, "encoder.block.0.layer.0.SelfAttention", "enc.blk.0."):
@@ -192,7 +226,27 @@ def _text_encoder_variant(t: Tensors) -> str | None:
             break
     if width is not None:
         return {768: "clip_l", 1024: "clip_h", 1280: "clip_g"}.get(width, "clip")
-    return "llm"
+    return "llm"  # an LLM the layout of which gouache does not know
+
+
+# --------------------------------------------------------------------------- editing models
+
+#: Models that edit images by instruction, the input images being reference images the engine
+#: encodes (stable-diffusion.cpp ``ref_images``): (family, variant; ``None``: every variant).
+EDITING_MODELS: dict[tuple[str, str | None], str] = {
+    ("flux", "kontext"): "FLUX.1 Kontext",
+    ("qwen_image", "edit"): "Qwen-Image-Edit",
+    ("qwen_image", "edit_2511"): "Qwen-Image-Edit 2511",
+    ("flux2", None): "FLUX.2",
+    ("sd1_pix2pix", None): "InstructPix2Pix",
+    ("sdxl_pix2pix", None): "CosXL Edit / SDXL InstructPix2Pix",
+}
+
+
+def edits_images(family: Family | str, variant: str | None) -> bool:
+    """Whether a model of ``family``/``variant`` edits images by instruction (see :data:`EDITING_MODELS`)."""
+    fam = Family(family).value
+    return (fam, variant) in EDITING_MODELS or (fam, None) in EDITING_MODELS
 
 
 # --------------------------------------------------------------------------- diffusion models
@@ -273,7 +327,7 @@ def _flux_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
         return Family.FLUX, "controls"
     if in_width == 196:
         return Family.FLUX, "flex_2"
-    if any_prefix(n, "distilled_guidance_layer."):
+    if is_chroma(n):
         return Family.FLUX, "chroma"
     if not any_prefix(n, "guidance_in."):
         return Family.FLUX, "schnell"
@@ -299,12 +353,19 @@ def _wan_family(n: Tensors, path: Path | None) -> tuple[Family, str | None]:
     return Family.WAN2_1, kind
 
 
+def _qwen_image_variant(n: Tensors, path: Path | None) -> str | None:
+    """Qwen-Image-Edit has Qwen-Image's tensors: Edit 2511 carries ``__index_timestep_zero__``,
+    the others are told by their file name (``edit``, and ``2511``)."""
+    name = path.name.lower() if path is not None else ""
+    if "__index_timestep_zero__" in n or ("edit" in name and "2511" in name):
+        return "edit_2511"
+    return "edit" if "edit" in name else None
+
+
 # Engine versions gouache has no family for: (diffusion-model name prefix, variant).
 _OTHER_DIFFUSION = (
     ("nerf_final_layer_conv.", "chroma_radiance"),
-    ("transformer_blocks.0.img_mod.1.weight", "qwen_image"),
     ("double_blocks.0.img_mlp.gate_proj.weight", "ovis_image"),
-    ("cap_embedder.0.weight", "z_image"),
     ("layers.0.adaLN_sa_ln.weight", "ernie_image"),
     ("input_blocks.8.0.time_mixer.mix_factor", "svd"),
 )
@@ -316,6 +377,10 @@ def _diffusion_family(t: Tensors, n: Tensors, path: Path | None) -> tuple[Family
     for prefix, variant in _OTHER_DIFFUSION:
         if any_prefix(n, prefix):
             return Family.UNKNOWN, variant
+    if is_qwen_image(n):
+        return Family.QWEN_IMAGE, _qwen_image_variant(n, path)
+    if is_z_image(n):
+        return Family.Z_IMAGE, None
     if any_substr(t, "llm_adapter.blocks.0.cross_attn.q_proj.weight"):
         return Family.UNKNOWN, "anima"
     if "blocks.0.cross_attn.norm_k.weight" in n:
@@ -323,8 +388,9 @@ def _diffusion_family(t: Tensors, n: Tensors, path: Path | None) -> tuple[Family
     unet = _unet_family(t, n)
     if unet is not None:
         return unet
-    if "double_stream_modulation_img.lin.weight" in n:
-        return Family.FLUX2, "dev" if any_prefix(n, "single_blocks.47.") else "klein"
+    flux2 = flux2_variant(n)
+    if flux2 is not None:
+        return Family.FLUX2, flux2
     if any_prefix(n, "double_blocks."):
         return _flux_family(n, path)
     return None
@@ -362,11 +428,12 @@ def detect_family(tensors: Tensors | None, path: str | os.PathLike[str] | None =
     that share tensors (Flux Kontext, Wan 2.2 T2V).  ``variant`` names the sub-model where
     known: ``"sdxs_512_ds"``, ``"tiny_unet"``, ``"sdxs_09"``, ``"ssd1b"``, ``"vega"``,
     ``"sd3_medium"``, ``"sd3.5_medium"``, ``"sd3.5_large"``, ``"dev"``, ``"schnell"``,
-    ``"chroma"``, ``"kontext"``, ``"controls"``, ``"flex_2"``, ``"klein"``, ``"t2v"``,
-    ``"i2v"``, ``"vace"``, ``"*_a14b"``, ``"ti2v_5b"``; for components the latent channels
-    (``"4ch"``, ``"16ch_video"``) or the encoder (``"clip_l"``, ``"t5"``, ``"llm"``); for
-    ``unknown`` the engine architecture when the engine knows it (``"qwen_image"``,
-    ``"z_image"``, ``"svd"``, ...) or ``"clip_vision"``.
+    ``"chroma"``, ``"kontext"``, ``"controls"``, ``"flex_2"``, ``"klein"``, ``"edit"``,
+    ``"edit_2511"``, ``"t2v"``, ``"i2v"``, ``"vace"``, ``"*_a14b"``, ``"ti2v_5b"``; for
+    components the latent channels (``"4ch"``, ``"16ch_video"``, ``"32ch"``) or the encoder
+    (``"clip_l"``, ``"t5"``, ``"qwen3_4b"``, ``"qwen2.5_vl_7b"``, ``"mistral_small_3.2_24b"``,
+    ``"qwen3"``, ...); for ``unknown`` the engine architecture when the engine knows it
+    (``"svd"``, ``"ovis_image"``, ...) or ``"clip_vision"``.
     """
     p = Path(path) if path is not None else None
     if tensors is None:

@@ -15,10 +15,19 @@ from .._engines.registry import engine_class, load_engine, select_engine
 from .._engines.requests import Cache, EngineOptions, Guidance, Hires, Hooks, ModelFiles, PhotoMakerInput, PreviewSpec
 from .._errors import InvalidInputError
 from .._limits import check
+from .._modelfiles.families import EDITING_MODELS, edits_images
 from .._modelfiles.inspect import inspect
 from . import sizing
 from .infotext import generation_infotext
-from .requests import ImageArgs, ModelContext, VideoArgs, check_image_args, check_video_args
+from .requests import (
+    ImageArgs,
+    ModelContext,
+    VideoArgs,
+    check_image_args,
+    check_video_args,
+    edit_images,
+    edit_size,
+)
 from .results import GenerationResult, ModelLabel, VideoResult, image_parameters, video_parameters
 
 log = logging.getLogger("gouache")
@@ -96,8 +105,11 @@ class SDModel:
     """A model loaded once that serves many generations (``close()``, context manager).
 
     ``model`` is a single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``); models
-    that ship as parts (Flux, SD3, Wan) pass ``diffusion_model=`` plus ``vae=``,
-    ``clip_l=``, ``t5xxl=`` ... instead.  ``threads="auto"`` uses the physical cores.
+    that ship as parts (Flux, SD3, Wan, Qwen-Image, Z-Image, FLUX.2) pass ``diffusion_model=``
+    plus ``vae=``, ``clip_l=``, ``t5xxl=`` ... instead; ``llm=`` is the LLM text encoder of
+    Z-Image (Qwen3 4B), Qwen-Image (Qwen2.5-VL 7B) and FLUX.2 (Mistral Small 3.2 / Qwen3),
+    ``llm_vision=`` a separate Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit.
+    ``threads="auto"`` uses the physical cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
     ``engine``: "auto" (default: torch when installed and the family is supported, else
     sdcpp; ``engine_reason`` says why), "sdcpp" or "torch".
@@ -115,6 +127,8 @@ class SDModel:
         clip_l: PathLike | None = None,
         clip_g: PathLike | None = None,
         t5xxl: PathLike | None = None,
+        llm: PathLike | None = None,
+        llm_vision: PathLike | None = None,
         diffusion_model: PathLike | None = None,
         high_noise_diffusion_model: PathLike | None = None,
         control_net: PathLike | None = None,
@@ -140,6 +154,8 @@ class SDModel:
             clip_l=_path(clip_l, "CLIP-L file"),
             clip_g=_path(clip_g, "CLIP-G file"),
             t5xxl=_path(t5xxl, "T5-XXL file"),
+            llm=_path(llm, "LLM text encoder file"),
+            llm_vision=_path(llm_vision, "LLM vision encoder file"),
             control_net=_path(control_net, "ControlNet file"),
             photo_maker=_path(photo_maker, "PhotoMaker file"),
             embeddings=_embeddings(embeddings),
@@ -289,6 +305,67 @@ class SDModel:
         params = image_parameters(prepared.request, prepared.geometry, prepared.notes, self._label())
         infotexts = [generation_infotext(params, s) for s in seeds]
         return GenerationResult(images, seeds, params, infotexts, {"load": self.load_seconds, **timer.timings()})
+
+    # -- image editing ----------------------------------------------------------------
+
+    def edit(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        instruction: str,
+        *,
+        negative_prompt: str = "",
+        width: int | None = None,
+        height: int | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        sampler: str | None = None,
+        scheduler: str | None = None,
+        seed: int = -1,
+        batch: int = 1,
+        loras: Sequence[tuple[PathLike, float]] = (),
+        guidance: Guidance | None = None,
+        cache: Cache | None = None,
+        vae_tiling: bool | None = None,
+        callback: ProgressCallback | None = None,
+        preview: Callable[[int, list[Image.Image]], object] | None = None,
+        preview_options: PreviewSpec | None = None,
+    ) -> GenerationResult:
+        """Edit ``images`` (one image, or several for models that combine them) as ``instruction``
+        says ("make the sky pink", "put the cat from image 2 on the sofa"), with an editing model:
+        FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2, InstructPix2Pix / CosXL Edit.  The images are the
+        model's reference images; the result has the first image's size unless ``width``/``height``
+        are given (scaled down, aspect kept, to the family's default area when larger).  Other
+        models are refused: use :meth:`generate` with ``init_image`` (img2img) for them."""
+        self._require_engine()
+        if not edits_images(self.info.family, self.info.variant):
+            models = ", ".join(sorted(set(EDITING_MODELS.values())))
+            raise InvalidInputError(
+                f"edit needs an image-editing model ({models}); {self.files.main.name!r} is a"
+                f" {self.family}{'/' + self.info.variant if self.info.variant else ''} model:"
+                " use generate(init_image=...) to re-imagine an image with it"
+            )
+        refs = edit_images(images)
+        width, height = edit_size(width, height, refs[0], self.defaults)
+        return self.generate(
+            instruction,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            sampler=sampler,
+            scheduler=scheduler,
+            seed=seed,
+            batch=batch,
+            loras=loras,
+            ref_images=refs,
+            guidance=guidance,
+            cache=cache,
+            vae_tiling=vae_tiling,
+            callback=callback,
+            preview=preview,
+            preview_options=preview_options,
+        )
 
     # -- video ------------------------------------------------------------------------
 

@@ -309,6 +309,28 @@ def check_image_args(a: ImageArgs, m: ModelContext) -> PreparedImage:
     return PreparedImage(request, canvas.geometry, tuple(notes))
 
 
+# --------------------------------------------------------------------------- editing
+
+
+def edit_images(images: Any) -> list[Any]:
+    """The images of an edit: one image or a non-empty sequence of them, converted once."""
+    if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+        images = [images]
+    if not images:
+        raise InvalidInputError("edit needs at least one image to edit; got an empty sequence")
+    return [as_pil(im, "RGB", f"images[{i}]") for i, im in enumerate(images)]
+
+
+def edit_size(width: Any, height: Any, first: Any, d: FamilyDefaults) -> tuple[Any, Any]:
+    """The size of an edit's result: given, else the first image's, scaled down (aspect kept) to
+    at most the family's default area (the area the model was trained at)."""
+    if width is not None or height is not None:
+        return width, height
+    w, h = first.size
+    scale = min(1.0, ((d.width * d.height) / (w * h)) ** 0.5)
+    return max(64, round(w * scale)), max(64, round(h * scale))
+
+
 # --------------------------------------------------------------------------- video
 
 

@@ -10,20 +10,28 @@ Several bad inputs abort or segfault the whole process inside stable-diffusion.c
 * image encoding (img2img, reference images, video start/end/control frames) on a
   context created with ``vae_decode_only=True``;
 * a NULL or empty upscaler path (also the hires-fix model upscaler);
-* Flux without any text encoder;
-* Wan with a block count other than 30 or 40.
+* Flux.1 without any text encoder (Chroma runs on zeros without T5);
+* SD3 without both CLIP-L and CLIP-G (the engine concatenates their pooled outputs and aborts,
+  or segfaults, when one is missing; T5-XXL is optional);
+* Wan with a block count other than 30 or 40;
+* an LLM text encoder whose features are not as wide as the diffusion model reads them
+  (Z-Image 2560, Qwen-Image 3584, FLUX.2 its ``txt_in``); a missing or wrong-architecture
+  LLM is refused too, with the file it needs, where the engine would only fail to load;
+* image encoding (img2img, reference images) with Qwen-Image's tiny autoencoder (TAEHV), whose
+  encoder aborts on a still image.
 
 Numbers are checked against the one table of limits (:mod:`gouache._limits`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 from .._errors import InvalidInputError
 from .._limits import check
-from .._modelfiles.architecture import ModelFacts
+from .._modelfiles.architecture import LLM_NEEDS, LLMFacts, ModelFacts, llm_arch_name
 from .._modelfiles.headers import TensorInfo, check_file, read_tensors, sniff
 from .genparams import SDImageGenParams, SDVideoGenParams, lora_list
 from .native import CacheMode, HiresUpscaler, SampleMethod, Scheduler
@@ -76,9 +84,53 @@ def _refuse_controlnet_on_sdxl(p: SDContextParams, facts: ModelFacts) -> None:
 
 
 def _refuse_flux_without_text_encoder(p: SDContextParams, facts: ModelFacts) -> None:
-    if facts.flux and not (p.t5xxl_path or p.clip_l_path or p.llm_path or facts.text_encoder):
+    if facts.flux and not (p.t5xxl_path or p.clip_l_path or facts.text_encoder):
         raise InvalidInputError(
             "a Flux model needs a text encoder: set t5xxl_path and/or clip_l_path (the engine crashes without one)"
+        )
+
+
+def _refuse_sd3_without_both_clips(p: SDContextParams, facts: ModelFacts) -> None:
+    given = {"clip_l": p.clip_l_path, "clip_g": p.clip_g_path}
+    missing = [c for c in facts.sd3_clips_missing if given[c] is None]
+    if missing:
+        raise InvalidInputError(
+            f"an SD3 model needs both CLIP text encoders: set {' and '.join(f'{c}_path' for c in missing)}"
+            " (the engine crashes with one or none; t5xxl_path is optional)"
+        )
+
+
+def _llm_of(p: SDContextParams) -> LLMFacts | None:
+    tensors = read_tensors(p.llm_path, "llm file")
+    return None if tensors is None else LLMFacts.of(tensors)
+
+
+def _refuse_wrong_llm(p: SDContextParams, facts: ModelFacts) -> None:
+    """Z-Image, Qwen-Image and FLUX.2 read an LLM: without one (or with another architecture)
+    the engine fails to load; with features of another width it aborts in its first matrix
+    product (``GGML_ASSERT(ggml_can_mul_mat)`` / ``ggml_can_repeat``)."""
+    if facts.llm_needs is None:
+        return
+    need = LLM_NEEDS[facts.llm_needs]
+    arch = llm_arch_name(need.arch)
+    if p.llm_path is None:
+        raise InvalidInputError(f"a {need.label} model needs its {arch} text encoder: set llm_path")
+    llm = _llm_of(p)
+    if llm is None:
+        raise InvalidInputError(f"llm file {str(p.llm_path)!r} is not an LLM text encoder; {need.label} reads {arch}")
+    if llm.arch != need.arch:
+        raise InvalidInputError(
+            f"{need.label} reads a {arch} text encoder, but llm file {str(p.llm_path)!r} is a"
+            f" {llm.arch_name} model ({llm.hidden} wide, {llm.layers} layers)"
+        )
+    width = need.width or facts.text_width
+    got = need.output_width(llm)
+    if width is not None and got != width:
+        used = f"layers {', '.join(map(str, need.out_layers))} side by side" if need.out_layers else "its last layer"
+        raise InvalidInputError(
+            f"the {need.label} diffusion model reads {width}-wide text features, but llm file"
+            f" {str(p.llm_path)!r} ({llm.hidden} wide, {llm.layers} layers) gives {got}-wide ones"
+            f" ({need.label} uses {used}); the engine would abort. Use the text encoder made for this model"
         )
 
 
@@ -105,10 +157,12 @@ def check_context_params(p: SDContextParams) -> ModelFacts:
         _refuse_controlnet_on_distilled,
         _refuse_controlnet_on_sdxl,
         _refuse_flux_without_text_encoder,
+        _refuse_sd3_without_both_clips,
         _refuse_unsupported_wan,
+        _refuse_wrong_llm,
     ):
         refuse(p, facts)
-    return facts
+    return dataclasses.replace(facts, tae=p.taesd_path is not None and not p.tae_preview_only)
 
 
 # --------------------------------------------------------------------------- generation
@@ -195,7 +249,22 @@ def _check_common(p: SDImageGenParams | SDVideoGenParams) -> None:
     _check_loras(p.loras)
 
 
-def check_image_gen(g: SDImageGenParams, *, vae_decode_only: bool) -> None:
+def _refuse_tae_encode_on_qwen(g: SDImageGenParams, facts: ModelFacts | None) -> None:
+    """Qwen-Image's tiny autoencoder (TAEHV) aborts encoding a still image
+    (``GGML_ASSERT(a->ne[2] == b->ne[2])`` in its first convolution)."""
+    if facts is None or not (facts.qwen_image and facts.tae):
+        return
+    what = [n for n, v in (("init_image", g.init_image), ("ref_images", g.ref_images)) if v]
+    if what:
+        raise InvalidInputError(
+            f"{' and '.join(what)} must be encoded, and Qwen-Image's tiny autoencoder (taesd_path) cannot"
+            " encode images in this engine version (it aborts); load the Qwen-Image VAE with vae_path"
+            " (taesd_path may stay for previews with tae_preview_only=True)"
+        )
+
+
+def check_image_gen(g: SDImageGenParams, *, vae_decode_only: bool, facts: ModelFacts | None = None) -> None:
+    _refuse_tae_encode_on_qwen(g, facts)
     _check_common(g)
     check("control_strength", g.control_strength, "control_strength")
     check("batch_count", g.batch_count, "batch")

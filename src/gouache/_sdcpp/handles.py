@@ -160,7 +160,7 @@ class SDContext(_Handle):
         if not isinstance(params, SDImageGenParams):
             raise InvalidInputError(f"generate_image needs SDImageGenParams, got {type(params).__name__}")
         self._require_open()
-        _checks.check_image_gen(params, vae_decode_only=self.params.vae_decode_only)
+        _checks.check_image_gen(params, vae_decode_only=self.params.vae_decode_only, facts=self.facts)
         if params.control_image is not None and self.params.control_net_path is None:
             raise InvalidInputError("control_image was given but this context has no control_net_path")
         lowered = params._lower()

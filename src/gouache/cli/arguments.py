@@ -48,6 +48,8 @@ def model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
         clip_l=a.clip_l,
         clip_g=a.clip_g,
         t5xxl=a.t5xxl,
+        llm=a.llm,
+        llm_vision=a.llm_vision,
         diffusion_model=a.diffusion_model,
         high_noise_diffusion_model=a.high_noise_diffusion_model,
         control_net=a.control_net,
@@ -116,6 +118,43 @@ def generate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     if a.command == "controlnet":
         kw["control_image"] = _control_image(a)
     return kw
+
+
+#: The keywords of ``SDModel.edit`` among those of ``SDModel.generate``.
+_EDIT_KEYWORDS = (
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "sampler",
+    "scheduler",
+    "loras",
+    "guidance",
+    "cache",
+)
+
+
+def edit_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``SDModel.edit`` (images, instruction, seed and batch aside);
+    options ``edit`` has no use for are refused by name."""
+    unused = [
+        flag
+        for flag, given in (
+            ("--ref-image", a.ref_image),
+            ("--hires-scale", a.hires_scale is not None),
+            ("--eta", a.eta is not None),
+            ("--clip-skip", a.clip_skip != -1),
+        )
+        if given
+    ]
+    if unused:
+        raise InvalidInputError(
+            f"gouache edit does not take {', '.join(unused)} (it takes the images to edit with --image/-i,"
+            " and the instruction as the prompt)"
+        )
+    kw = generate_kwargs(a)
+    return {k: kw[k] for k in _EDIT_KEYWORDS if k in kw}
 
 
 def video_kwargs(a: argparse.Namespace) -> dict[str, Any]:

@@ -106,8 +106,13 @@ def run_models(a: argparse.Namespace) -> int:
 
 
 def run_pull(a: argparse.Namespace) -> int:
-    from .._modelfiles.catalog import pull
+    from .._modelfiles.catalog import MODEL_RECIPES, pull, pull_model
 
+    if a.name in MODEL_RECIPES and a.filename is None:
+        parts = pull_model(a.name, revision=a.revision, cache_dir=a.dir)
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in parts.items())
+        emit(a, {"parts": {k: str(v) for k, v in parts.items()}, "options": flags})
+        return EXIT_OK
     path = pull(a.name, a.filename, revision=a.revision, cache_dir=a.dir)
     emit(a, {"path": str(path)})
     return EXIT_OK

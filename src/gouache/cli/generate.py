@@ -25,7 +25,7 @@ from .._errors import InvalidInputError
 from .._files import check_writable, numbered_paths
 from .._limits import check
 from .._modelfiles.inspect import inspect
-from .arguments import generate_kwargs, model_kwargs, video_kwargs
+from .arguments import edit_kwargs, generate_kwargs, model_kwargs, video_kwargs
 from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
 from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
@@ -38,6 +38,8 @@ _FILE_OPTIONS = (
     "clip_l",
     "clip_g",
     "t5xxl",
+    "llm",
+    "llm_vision",
     "control_net",
     "photo_maker",
     "init_image",
@@ -68,10 +70,13 @@ def _run_job(a: argparse.Namespace, send) -> None:
         res = model.generate_video(a.prompt, callback=step, **video_kwargs(a))
         send(VideoReady(res.frames, res.seed, res.parameters, res.timings))
         return
-    kw = generate_kwargs(a)
+    if a.command == "edit":
+        kw, run = edit_kwargs(a), lambda **k: model.edit(a.image, a.prompt, **k)
+    else:
+        kw, run = generate_kwargs(a), lambda **k: model.generate(a.prompt, **k)
     seed = resolve_seed(a.seed)
     for i in range(a.batch):  # one call per image: each image is saved as soon as it exists
-        res = model.generate(a.prompt, seed=seed + i, batch=1, callback=step, **kw)
+        res = run(seed=seed + i, batch=1, callback=step, **kw)
         send(ImageReady(i, res.images[0], res.infotexts[0], res.seeds[0], res.parameters, res.timings))
 
 
@@ -103,6 +108,8 @@ def _engine_for(a: argparse.Namespace) -> str:
 
 def precheck(a: argparse.Namespace) -> None:
     """Check what can be checked before the engine process starts (no model load)."""
+    if a.command == "edit":
+        edit_kwargs(a)  # refuses options edit has no use for
     engine = _engine_for(a)
     cls = engine_class(engine)
     for name, allowed in (
@@ -128,6 +135,10 @@ def precheck(a: argparse.Namespace) -> None:
         value = getattr(a, name, None)
         if value is not None and not Path(value).is_file():
             raise InvalidInputError(f"--{name.replace('_', '-')} file not found: {value!r}")
+    for name in ("image", "ref_image", "control_frame"):
+        for value in getattr(a, name, None) or ():
+            if not Path(value).is_file():
+                raise InvalidInputError(f"--{name.replace('_', '-')} file not found: {value!r}")
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ from ..batch._cli import add_parser as add_batch_parser
 from ..server._cli import add_parser as add_serve_parser
 
 #: Subcommands that run the engine in a child process.
-GENERATION_COMMANDS = ("txt2img", "img2img", "inpaint", "controlnet", "video")
+GENERATION_COMMANDS = ("txt2img", "img2img", "inpaint", "controlnet", "edit", "video")
 ENGINE_CHOICES = ["auto", *sorted(ENGINES)]
 
 
@@ -38,6 +38,13 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
     g.add_argument("--clip-l", metavar="PATH", help="CLIP-L text encoder")
     g.add_argument("--clip-g", metavar="PATH", help="CLIP-G text encoder")
     g.add_argument("--t5xxl", metavar="PATH", help="T5-XXL / UMT5 text encoder")
+    g.add_argument(
+        "--llm",
+        metavar="PATH",
+        help="LLM text encoder: Qwen3 4B (Z-Image, FLUX.2 klein), Qwen2.5-VL 7B (Qwen-Image),"
+        " Mistral Small 3.2 (FLUX.2 dev)",
+    )
+    g.add_argument("--llm-vision", metavar="PATH", help="Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit")
     g.add_argument("--control-net", metavar="PATH", help="ControlNet file")
     g.add_argument("--photo-maker", metavar="PATH", help="PhotoMaker file")
     g.add_argument("--lora-dir", metavar="DIR", help="where <lora:name:weight> tags and --lora names resolve")
@@ -149,6 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--control-strength", type=float, default=0.9, help="ControlNet strength")
     s.add_argument("--init-image", "-i", metavar="PATH", help="optional init image (img2img + ControlNet)")
     s.add_argument("--strength", type=float, default=0.75, help="denoising strength with --init-image")
+    _add_generation_options(s)
+
+    s = sub.add_parser(
+        "edit",
+        parents=[common],
+        help="edit images by instruction (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2, InstructPix2Pix)",
+    )
+    _add_model_options(s)
+    s.add_argument(
+        "--image",
+        "-i",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="image to edit (repeatable: models such as Qwen-Image-Edit 2509 combine several)",
+    )
     _add_generation_options(s)
 
     s = sub.add_parser("upscale", parents=[common], help="upscale an image with an ESRGAN model")

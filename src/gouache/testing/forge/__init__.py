@@ -27,29 +27,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dit_family, sd1_family, sdxl_family
-from .dit_family import FLUX_HEAD_DIM, WAN21_1_3B, clip_l, flux, flux_vae, taehv, wan21_t2v, wan21_t2v_gguf
+from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sd3_family, sdxl_family, zimage_family
+from .dit_family import (
+    FLUX_HEAD_DIM,
+    WAN21_1_3B,
+    chroma,
+    clip_l,
+    flux,
+    flux_kontext,
+    flux_vae,
+    taehv,
+    wan21_t2v,
+    wan21_t2v_gguf,
+    wan_vae,
+)
+from .flux2_family import FLUX2_DEV_SINGLE_BLOCKS, flux2, flux2_vae
 from .io import FORGE_VERSION, cache_dir, spec_of
+from .llm_family import LLM_ARCHS, LLM_SIZES, llm
+from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
+from .sd3_family import clip_g, sd3
 from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
+from .zimage_family import Z_IMAGE, z_image
 
 __all__ = [
+    "FLUX2_DEV_SINGLE_BLOCKS",
     "FLUX_HEAD_DIM",
     "FORGE_VERSION",
+    "LLM_ARCHS",
+    "LLM_SIZES",
+    "QWEN_IMAGE_CONTEXT",
+    "QWEN_IMAGE_WIDTH",
     "WAN21_1_3B",
+    "Z_IMAGE",
     "cache_dir",
+    "chroma",
+    "clip_g",
     "clip_l",
     "controlnet_sd1",
     "controlnet_sdxl",
     "controlnet_sdxl_diffusers",
     "esrgan_x4",
     "flux",
+    "flux2",
+    "flux2_vae",
+    "flux_kontext",
     "flux_vae",
     "gguf",
+    "llm",
     "lora_sd1",
     "lora_sd1_tiny",
+    "qwen_image",
     "sd1",
     "sd1_tiny",
+    "sd3",
     "sdxl",
     "sdxl_unet_diffusers",
     "sdxs",
@@ -58,12 +89,23 @@ __all__ = [
     "taesd",
     "wan21_t2v",
     "wan21_t2v_gguf",
+    "wan_vae",
+    "z_image",
 ]
 
 
 def _layout(kind: str, **spec: Any) -> dict:
     """``{tensor name: shape}`` of a forge model, without writing it (for tests and tooling)."""
-    builders = {**sd1_family.BUILDERS, **dit_family.BUILDERS, **sdxl_family.BUILDERS}
+    builders = {
+        **sd1_family.BUILDERS,
+        **dit_family.BUILDERS,
+        **sdxl_family.BUILDERS,
+        **flux2_family.BUILDERS,
+        **llm_family.BUILDERS,
+        **qwen_family.BUILDERS,
+        **zimage_family.BUILDERS,
+        **sd3_family.BUILDERS,
+    }
     spec.setdefault("num_block", 1)
     if kind.startswith("lora_"):
         spec.setdefault("base", kind[len("lora_") :])

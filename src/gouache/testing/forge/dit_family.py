@@ -15,12 +15,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .blocks import _MID_GREY, _clip_l, _conv, _fan_in_std, _kl_decoder, _kl_encoder, _linear, _norm
 from .io import (
     _ONES,
     _STD,
     _canonical,
     _check_dtype,
+    _check_wtype,
     _positive,
     _spec_path,
     _Tensor,
@@ -50,19 +53,38 @@ def _qk_norm(p: str, head_dim: int) -> Iterator[_Tensor]:
     yield f"{p}.key_norm.scale", (head_dim,), _ONES
 
 
-def _flux(hidden: int = 256, depth: int = 1, depth_single: int = 1, guidance: bool = True) -> Iterator[_Tensor]:
+_CHROMA_INNER = 5120  # the engine's fixed width of Chroma's distilled guidance layer (5 MLPs)
+
+
+def _chroma_approximator(p: str, hidden: int) -> Iterator[_Tensor]:
+    yield from _linear(f"{p}.in_proj", _FLUX_LATENT * 4, _CHROMA_INNER)
+    for i in range(5):
+        yield f"{p}.norms.{i}.scale", (_CHROMA_INNER,), _ONES
+        yield from _mlp_embedder(f"{p}.layers.{i}", _CHROMA_INNER, _CHROMA_INNER)
+    yield from _linear(f"{p}.out_proj", _CHROMA_INNER, hidden)
+
+
+def _flux(
+    hidden: int = 256, depth: int = 1, depth_single: int = 1, guidance: bool = True, chroma: bool = False
+) -> Iterator[_Tensor]:
+    """Flux.1; ``chroma``: Chroma's pruned layout (no modulation layers, no time/vector/guidance
+    inputs: one distilled guidance layer makes every block's modulation)."""
     h, mlp, hd = hidden, hidden * 4, FLUX_HEAD_DIM
     patch_in = _FLUX_LATENT * 2 * 2
     yield from _linear("img_in", patch_in, h)
-    yield from _mlp_embedder("time_in", 256, h)
-    yield from _mlp_embedder("vector_in", _FLUX_VEC, h)
-    if guidance:  # flux-dev style (distilled guidance); schnell has none
+    if chroma:
+        yield from _chroma_approximator("distilled_guidance_layer", h)
+    else:
+        yield from _mlp_embedder("time_in", 256, h)
+        yield from _mlp_embedder("vector_in", _FLUX_VEC, h)
+    if guidance and not chroma:  # flux-dev style (distilled guidance); schnell has none
         yield from _mlp_embedder("guidance_in", 256, h)
     yield from _linear("txt_in", _FLUX_CONTEXT, h)
     for i in range(depth):
         b = f"double_blocks.{i}"
         for s in ("img", "txt"):
-            yield from _linear(f"{b}.{s}_mod.lin", h, 6 * h)
+            if not chroma:
+                yield from _linear(f"{b}.{s}_mod.lin", h, 6 * h)
             yield from _linear(f"{b}.{s}_attn.qkv", h, 3 * h)
             yield from _qk_norm(f"{b}.{s}_attn.norm", hd)
             yield from _linear(f"{b}.{s}_attn.proj", h, h)
@@ -73,9 +95,11 @@ def _flux(hidden: int = 256, depth: int = 1, depth_single: int = 1, guidance: bo
         yield from _linear(f"{b}.linear1", h, 3 * h + mlp)
         yield from _linear(f"{b}.linear2", h + mlp, h)
         yield from _qk_norm(f"{b}.norm", hd)
-        yield from _linear(f"{b}.modulation.lin", h, 3 * h)
+        if not chroma:
+            yield from _linear(f"{b}.modulation.lin", h, 3 * h)
     yield from _linear("final_layer.linear", h, patch_in)
-    yield from _linear("final_layer.adaLN_modulation.1", h, 2 * h)
+    if not chroma:
+        yield from _linear("final_layer.adaLN_modulation.1", h, 2 * h)
 
 
 # ---- KL autoencoder halves without quant convs (Flux ``ae.safetensors``), mirrors auto_encoder_kl.hpp
@@ -142,6 +166,85 @@ def _wan(
     yield from _linear("head.head", dim, out_dim * pt * ph * pw)
 
 
+# ---- Wan 2.1 VAE (wan_2.1_vae.safetensors), mirrors wan.hpp WanVAE: every size fixed by the engine
+
+
+def _conv3d(p: str, n_in: int, n_out: int, k: Sequence[int] = (3, 3, 3)) -> Iterator[_Tensor]:
+    yield f"{p}.weight", (n_out, n_in, *k), _fan_in_std(n_in, 1) / float(np.sqrt(np.prod(k)))
+    yield f"{p}.bias", (n_out,), _STD
+
+
+def _rms_gamma(p: str, dim: int, dims: int = 3) -> Iterator[_Tensor]:
+    yield f"{p}.gamma", (dim,) + (1,) * dims, _ONES
+
+
+def _wan_resblock(p: str, n_in: int, n_out: int) -> Iterator[_Tensor]:
+    yield from _rms_gamma(f"{p}.residual.0", n_in)
+    yield from _conv3d(f"{p}.residual.2", n_in, n_out)
+    yield from _rms_gamma(f"{p}.residual.3", n_out)
+    yield from _conv3d(f"{p}.residual.6", n_out, n_out)
+    if n_in != n_out:
+        yield from _conv3d(f"{p}.shortcut", n_in, n_out, (1, 1, 1))
+
+
+def _wan_vae_attention(p: str, dim: int) -> Iterator[_Tensor]:
+    yield from _rms_gamma(f"{p}.norm", dim, dims=2)
+    yield from _conv(f"{p}.to_qkv", dim, 3 * dim, k=1, std=_fan_in_std(dim, 1))
+    yield from _conv(f"{p}.proj", dim, dim, k=1, std=_fan_in_std(dim, 1))
+
+
+def _wan_middle(p: str, dim: int) -> Iterator[_Tensor]:
+    yield from _wan_resblock(f"{p}.middle.0", dim, dim)
+    yield from _wan_vae_attention(f"{p}.middle.1", dim)
+    yield from _wan_resblock(f"{p}.middle.2", dim, dim)
+
+
+def _wan_resample(p: str, dim: int, mode: str) -> Iterator[_Tensor]:
+    out = dim // 2 if mode.startswith("up") else dim
+    yield from _conv(f"{p}.resample.1", dim, out, std=_fan_in_std(dim, 3))
+    if mode == "upsample3d":
+        yield from _conv3d(f"{p}.time_conv", dim, 2 * dim, (3, 1, 1))
+    elif mode == "downsample3d":
+        yield from _conv3d(f"{p}.time_conv", dim, dim, (3, 1, 1))
+
+
+def _wan_vae(encoder: bool = True) -> Iterator[_Tensor]:
+    dim, z, mult = 96, 16, (1, 2, 4, 4)
+    if encoder:
+        dims = [dim] + [dim * m for m in mult]
+        yield from _conv3d("encoder.conv1", 3, dims[0])
+        idx = 0
+        for i in range(len(mult)):
+            n_in, n_out = dims[i], dims[i + 1]
+            for _ in range(2):
+                yield from _wan_resblock(f"encoder.downsamples.{idx}", n_in, n_out)
+                n_in, idx = n_out, idx + 1
+            if i != len(mult) - 1:
+                mode = "downsample3d" if (False, True, True)[i] else "downsample2d"
+                yield from _wan_resample(f"encoder.downsamples.{idx}", n_out, mode)
+                idx += 1
+        yield from _wan_middle("encoder", dims[-1])
+        yield from _rms_gamma("encoder.head.0", dims[-1])
+        yield from _conv3d("encoder.head.2", dims[-1], 2 * z)
+        yield from _conv3d("conv1", 2 * z, 2 * z, (1, 1, 1))
+    dims = [dim * mult[-1]] + [dim * m for m in reversed(mult)]
+    yield from _conv3d("decoder.conv1", z, dims[0])
+    yield from _wan_middle("decoder", dims[0])
+    idx = 0
+    for i in range(len(mult)):
+        n_in, n_out = dims[i] // (2 if i else 1), dims[i + 1]
+        for _ in range(3):
+            yield from _wan_resblock(f"decoder.upsamples.{idx}", n_in, n_out)
+            n_in, idx = n_out, idx + 1
+        if i != len(mult) - 1:
+            mode = "upsample3d" if (True, True, False)[i] else "upsample2d"
+            yield from _wan_resample(f"decoder.upsamples.{idx}", n_out, mode)
+            idx += 1
+    yield from _rms_gamma("decoder.head.0", dims[-1])
+    yield from _conv3d("decoder.head.2", dims[-1], 3)
+    yield from _conv3d("conv2", z, z, (1, 1, 1))
+
+
 # ---- TAEHV (madebyollin/taehv "taew2_1"), mirrors tae.hpp TinyVideoDecoder/TinyVideoEncoder
 
 
@@ -188,10 +291,13 @@ def _taehv(z: int = 16, encoder: bool = True) -> Iterator[_Tensor]:
 
 BUILDERS = {
     "flux": lambda s: _flux(s.get("hidden", 256), s.get("depth", 1), s.get("depth_single", 1), s.get("guidance", True)),
+    "flux_kontext": lambda s: _flux(s["hidden"], s["depth"], s["depth_single"]),
+    "chroma": lambda s: _flux(s["hidden"], s["depth"], s["depth_single"], chroma=True),
     "flux_vae": lambda s: _flux_ae(s.get("decoder_ch", 128)),
     "clip_l": lambda s: _clip_l("text_model"),
     "wan21_t2v": lambda s: _wan(**WAN21_1_3B),
     "taehv": lambda s: _taehv(encoder=s.get("encoder", True)),
+    "wan_vae": lambda s: _wan_vae(encoder=s.get("encoder", True)),
 }
 
 
@@ -234,6 +340,52 @@ def flux(
         "guidance": bool(guidance),
     }
     return _make("flux", spec)
+
+
+def _small_flux_spec(dtype: str, seed: int, depth: int, depth_single: int, hidden: int, wtype: str | None) -> dict:
+    hidden = _positive("hidden", hidden)
+    if hidden % FLUX_HEAD_DIM:
+        raise ValueError(f"hidden must be a multiple of {FLUX_HEAD_DIM} (the engine's head width), got {hidden}")
+    spec = {
+        "dtype": _check_dtype(dtype),
+        "seed": int(seed),
+        "depth": _positive("depth", depth),
+        "depth_single": _positive("depth_single", depth_single),
+        "hidden": hidden,
+    }
+    if _check_wtype(wtype) is not None:
+        spec["wtype"] = wtype
+    return spec
+
+
+def flux_kontext(
+    *, dtype: str = "f16", seed: int = 0, depth: int = 1, depth_single: int = 1, hidden: int = 256
+) -> Path:
+    """A small FLUX.1 Kontext dev DiT: the layout of :func:`flux` (Kontext has Flux.1 dev's
+    tensors), in a file whose name says ``kontext`` (``flux_kontext-<hash>.safetensors``), which
+    is how the engine's users and gouache tell it apart.  Edit with reference images
+    (``SDModel.edit``); pair it with :func:`flux_vae` and :func:`clip_l`."""
+    return _make("flux_kontext", _small_flux_spec(dtype, seed, depth, depth_single, hidden, None))
+
+
+def chroma(
+    *,
+    dtype: str = "f16",
+    wtype: str | None = "q8_0",
+    seed: int = 0,
+    depth: int = 1,
+    depth_single: int = 1,
+    hidden: int = 256,
+) -> Path:
+    """A small Chroma DiT (Flux.1 pruned: ``distilled_guidance_layer`` in place of every
+    modulation layer and of the time/vector/guidance inputs), diffusion-model-only file.
+
+    The distilled guidance layer has a width the engine fixes (5 MLPs of 5120: 2.7e8
+    parameters whatever ``hidden``), so the file is a q8_0 GGUF by default (~0.3 GB;
+    ``wtype=None`` writes f16 safetensors, ~0.55 GB).  Chroma reads T5-XXL only (no CLIP);
+    without it the engine conditions on zeros.  Pair it with :func:`flux_vae`.
+    """
+    return _make("chroma", _small_flux_spec(dtype, seed, depth, depth_single, hidden, wtype))
 
 
 def flux_vae(*, dtype: str = "f16", seed: int = 0, decoder_ch: int = 128) -> Path:
@@ -293,6 +445,17 @@ def wan21_t2v_gguf(*, wtype: str = "q4_0", seed: int = 0) -> Path:
         return convert_cached(tmp_src, path, engine_type)
     finally:
         tmp_src.unlink(missing_ok=True)
+
+
+def wan_vae(*, seed: int = 0, encoder: bool = True) -> Path:
+    """The Wan 2.1 VAE (``wan_2.1_vae.safetensors`` layout: ``encoder.*``, ``conv1``,
+    ``decoder.*``, ``conv2``; causal 3-D convolutions, 16 latent channels), as the engine loads
+    it via ``vae_path`` for Wan 2.1 / Wan 2.2 A14B and Qwen-Image.
+
+    The engine fixes every width (base 96), so this is the real size: 1.3e8 parameters (~0.25 GB
+    in f16).  ``encoder=False`` leaves the encoder out (decode-only contexts).
+    """
+    return _make("wan_vae", {"dtype": "f16", "seed": int(seed), "encoder": bool(encoder)})
 
 
 def taehv(*, seed: int = 0, encoder: bool = True) -> Path:

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..._modelfiles.headers import safetensors_header
+from ..._modelfiles.headers import read_header
 from ..._modelfiles.writer import write_safetensors
 
 #: Bumped whenever the produced bytes of any model change; part of every cache key.
@@ -45,7 +45,7 @@ def cache_dir() -> Path:
 
 
 def spec_of(path: str | os.PathLike) -> dict:
-    """Return the spec a forged file was made from (read from its safetensors metadata).
+    """Return the spec a forged file was made from (read from its safetensors or GGUF metadata).
 
     Raises ``ValueError`` if the file was not written by the forge.
     """
@@ -56,8 +56,7 @@ def spec_of(path: str | os.PathLike) -> dict:
 
 
 def _read_metadata(path: Path) -> dict:
-    header, _ = safetensors_header(path)
-    return header.get("__metadata__", {}) or {}
+    return read_header(path).metadata
 
 
 def _canonical(kind: str, spec: dict) -> str:
@@ -65,10 +64,15 @@ def _canonical(kind: str, spec: dict) -> str:
     return json.dumps({**spec, "kind": kind, "forge_version": FORGE_VERSION}, sort_keys=True, separators=(",", ":"))
 
 
+def _quantized(spec: dict) -> bool:
+    """Whether the spec asks for a directly quantized GGUF (``"wtype": "q8_0"`` / ``"q4_0"``)."""
+    return spec.get("wtype") is not None
+
+
 def _spec_path(kind: str, spec: dict) -> Path:
     """Where :func:`_forge` puts (or has put) the model of ``kind``/``spec``, without writing it."""
     digest = hashlib.sha256(_canonical(kind, spec).encode()).hexdigest()[:12]
-    return cache_dir() / f"{kind}-{digest}.safetensors"
+    return cache_dir() / f"{kind}-{digest}{'.gguf' if _quantized(spec) else '.safetensors'}"
 
 
 def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> Path:
@@ -79,9 +83,12 @@ def _forge(kind: str, spec: dict, tensors: Callable[[], Iterable[_Tensor]]) -> P
     if path.exists():
         return path
     metadata = {"gouache.forge": kind, "gouache.forge.spec": _canonical(kind, spec)}
-    _write_safetensors(
-        path, list(tensors()), dtype=spec.get("dtype", "f32"), seed=int(spec.get("seed", 0)), metadata=metadata
-    )
+    seed = int(spec.get("seed", 0))
+    if _quantized(spec):
+        from .quant import write_gguf
+
+        return write_gguf(path, tensors(), wtype=spec["wtype"], seed=seed, metadata=metadata)
+    _write_safetensors(path, list(tensors()), dtype=spec.get("dtype", "f32"), seed=seed, metadata=metadata)
     return path
 
 
@@ -151,6 +158,16 @@ def _check_dtype(dtype: str) -> str:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return dtype
+
+
+#: Weight types of the directly quantized GGUF files (``None``: f16/f32 safetensors).
+WTYPES = (None, "q8_0", "q4_0")
+
+
+def _check_wtype(wtype: str | None) -> str | None:
+    if wtype not in WTYPES:
+        raise ValueError(f"wtype must be one of {WTYPES}, got {wtype!r}")
+    return wtype
 
 
 def _positive(name: str, value: Any) -> int:
