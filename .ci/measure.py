@@ -39,10 +39,11 @@ def tree_rss(root: psutil.Process) -> int:
 
 
 class PeakSampler:
-    """Samples ``tree_rss`` of one process in a thread; ``peak`` (bytes) and ``when`` (seconds in)."""
+    """Samples ``tree_rss`` of one process in a thread; ``peak`` (bytes) and ``when`` (seconds in).
+    ``on_sample(rss)``, if given, sees every sample (the test plugin's per-module table)."""
 
-    def __init__(self, pid: int, interval: float) -> None:
-        self.root, self.interval = psutil.Process(pid), interval
+    def __init__(self, pid: int, interval: float, on_sample=None) -> None:
+        self.root, self.interval, self.on_sample = psutil.Process(pid), interval, on_sample
         self.peak, self.when, self.start = 0, 0.0, time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -51,6 +52,8 @@ class PeakSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             rss = tree_rss(self.root)
+            if self.on_sample is not None:
+                self.on_sample(rss)
             if rss > self.peak:
                 self.peak, self.when = rss, time.monotonic() - self.start
 
