@@ -53,9 +53,11 @@ def taesd_model():
     return forge.taesd()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_ctx(tiny_model, taesd_model):
-    """The tiny distilled SD1 UNet with TAESD (fast encode/decode), able to encode (img2img)."""
+    """The tiny distilled SD1 UNet with TAESD (fast encode/decode), able to encode (img2img).
+    Module scope: closed when its module is done (as a session fixture it held ~1 GB through
+    the SDXL and torch modules that run after it)."""
     with g.SDContext(g.SDContextParams(model_path=tiny_model, taesd_path=taesd_model, vae_decode_only=False)) as ctx:
         yield ctx
 
