@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -13,8 +15,27 @@ import pytest
 import gouache as g
 from gouache.testing import forge
 
+from .memory_plugin import ModuleMemory
+
 _ENHANCE_VARS = ("GOUACHE_DEPTH_MODEL", "GOUACHE_MODEL_DIRS", "GOUACHE_DEPTH_MODELS", "HF_HUB_CACHE", "HF_ENDPOINT")
 SIZE = 64
+_RUN_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """A test run writes only where it is told: forged models in the forge cache (kept across
+    runs, shared), everything else gouache caches (torch configs, depth models) in
+    ``$GOUACHE_CACHE`` if set, else in a folder removed at the end.  Subprocesses inherit both.
+    Also registers the per-module memory table (tests/memory_plugin.py)."""
+    os.environ.setdefault("GOUACHE_FORGE_CACHE", str(forge.cache_dir()))
+    if "GOUACHE_CACHE" not in os.environ:
+        config.stash[_RUN_CACHE] = os.environ["GOUACHE_CACHE"] = tempfile.mkdtemp(prefix="gouache-test-cache-")
+    config.pluginmanager.register(ModuleMemory(), "gouache-module-memory")
+
+
+def pytest_unconfigure(config):
+    if _RUN_CACHE in config.stash:
+        shutil.rmtree(config.stash[_RUN_CACHE], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +53,11 @@ def taesd_model():
     return forge.taesd()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_ctx(tiny_model, taesd_model):
-    """The tiny distilled SD1 UNet with TAESD (fast encode/decode), able to encode (img2img)."""
+    """The tiny distilled SD1 UNet with TAESD (fast encode/decode), able to encode (img2img).
+    Module scope: closed when its module is done (as a session fixture it held ~1 GB through
+    the SDXL and torch modules that run after it)."""
     with g.SDContext(g.SDContextParams(model_path=tiny_model, taesd_path=taesd_model, vae_decode_only=False)) as ctx:
         yield ctx
 

@@ -1,7 +1,7 @@
 """Real engine runs of the forged DiT families: Flux (txt2img) and Wan 2.1 T2V 1.3B (video).
 
-One context per model (session fixtures); Flux at 64x64 with 2 steps, Wan at its minimum
-size (16x16: VAE factor 8 x patch 2) with 5 frames (2 latent frames) and 1 step.
+One context per model (module fixtures: closed when this module is done); Flux at 64x64 with
+2 steps, Wan at its minimum size (16x16: VAE factor 8 x patch 2) with 5 frames (2 latent frames) and 1 step.
 """
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def _assert_clean_load(log: str) -> None:
     assert "wrong shape" not in log
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def flux_files():
     return {"diffusion_model_path": forge.flux(), "clip_l_path": forge.clip_l(), "vae_path": forge.flux_vae()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def flux_ctx(flux_files):
     ctx, log = _load(g.SDContextParams(**flux_files))
     ctx.load_log = log
@@ -68,7 +68,7 @@ def flux_ctx(flux_files):
         yield ctx
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wan_ctx():
     ctx, log = _load(g.SDContextParams(diffusion_model_path=forge.wan21_t2v_gguf(), taesd_path=forge.taehv()))
     ctx.load_log = log

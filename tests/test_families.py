@@ -392,6 +392,7 @@ def test_forged_dit_models(make, family, variant, few_step):
     assert (info.family, info.variant, info.few_step) == (family, variant, few_step)
 
 
+@pytest.mark.forge_large  # forges the 2.8 GB Wan 1.3B source once, then converts it
 def test_forged_wan_gguf():
     info = inspect(forge.wan21_t2v_gguf())  # cached; tests/test_dit_engine.py uses the same file
     assert (info.family, info.variant, info.file_kind) == (Family.WAN2_1, "t2v", "gguf")

@@ -48,8 +48,11 @@ def test_cache_dir_env_override(cache):
 
 def test_cache_dir_default(tmp_path, monkeypatch):
     monkeypatch.delenv("GOUACHE_FORGE_CACHE", raising=False)
+    monkeypatch.delenv("GOUACHE_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert forge.cache_dir() == tmp_path / ".cache" / "gouache" / "forge"
+    monkeypatch.setenv("GOUACHE_CACHE", str(tmp_path / "elsewhere"))
+    assert forge.cache_dir() == tmp_path / "elsewhere" / "forge"
     assert forge.cache_dir().is_dir()
 
 

@@ -19,9 +19,16 @@ from pathlib import Path
 
 from ._errors import InvalidInputError
 
-__all__ = ["check_writable", "numbered_paths", "publish_dir", "write_atomic"]
+__all__ = ["cache_root", "check_writable", "numbered_paths", "publish_dir", "write_atomic"]
 
 log = logging.getLogger("gouache")
+
+
+def cache_root() -> Path:
+    """The one folder gouache keeps rebuildable things in (torch configs, depth models, forged
+    test models): ``$GOUACHE_CACHE``, by default ``~/.cache/gouache``.  Not created here."""
+    env = os.environ.get("GOUACHE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gouache"
 
 
 def numbered_paths(path: str | os.PathLike[str], count: int) -> list[Path]:

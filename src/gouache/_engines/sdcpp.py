@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from .._errors import InvalidInputError
+from .._hardware import return_freed_memory
 from .._image import SDImage
 from .._modelfiles.inspect import inspect
 from .._sdcpp.dispatch import PreviewOptions, Progress
@@ -315,6 +316,7 @@ class SdcppEngine(Engine):
 
     def close(self) -> None:
         self.ctx.close()
+        return_freed_memory()
 
 
 ENGINE = SdcppEngine

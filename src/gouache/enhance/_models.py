@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .._errors import InvalidInputError, MissingDependencyError
+from .._files import cache_root
 from ._config import env_name
 from ._gouache import MODEL_FOLDERS, RECIPES, DownloadError, hf_cache_dir, inspect_model, pull
 
@@ -147,7 +148,7 @@ def model_dirs() -> list[Path]:
 
 def depth_model_dirs() -> list[Path]:
     dirs = [Path(p).expanduser() for p in os.environ.get(DEPTH_DIRS_ENV, "").split(os.pathsep) if p]
-    cache = Path(os.environ.get("GOUACHE_CACHE") or Path.home() / ".cache" / "gouache").expanduser()
+    cache = cache_root()
     return dirs + [d / sub for d in model_dirs() for sub in ("", "depth")] + [cache / "depth"]
 
 

@@ -12,10 +12,10 @@ import functools
 import gzip
 import hashlib
 import json
-import os
 from importlib import resources
 from pathlib import Path
 
+from ... import _files
 from ..._errors import InvalidInputError
 from ..._files import publish_dir
 
@@ -256,7 +256,7 @@ def config_dir(family: str, cache_root: Path | None = None) -> Path:
         )
     files = FAMILIES[family]
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
-    root = cache_root or Path(os.environ.get("GOUACHE_CACHE", Path.home() / ".cache" / "gouache")) / "torch-configs"
+    root = cache_root or _files.cache_root() / "torch-configs"
     target = root / f"{family}-{digest}"
     if (target / "model_index.json").is_file():
         return target

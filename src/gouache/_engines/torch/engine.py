@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._errors import InvalidInputError
+from ..._hardware import return_freed_memory
 from ..base import Engine, Explanation
 from ..requests import (
     EngineOptions,
@@ -278,9 +279,11 @@ class TorchEngine(Engine):
         raise InvalidInputError("the torch engine does not generate video; use engine='sdcpp' with a Wan model")
 
     def close(self) -> None:
+        """Drop the pipelines and give their memory back to the OS (not only to malloc)."""
         self.base = None
         self._variants.clear()
         self.controlnet = None
+        return_freed_memory()
 
 
 ENGINE = TorchEngine

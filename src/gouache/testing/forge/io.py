@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..._files import cache_root
 from ..._modelfiles.headers import read_header
 from ..._modelfiles.writer import write_safetensors
 
@@ -37,9 +38,10 @@ _DTYPES = {
 
 
 def cache_dir() -> Path:
-    """Directory holding forged models: ``$GOUACHE_FORGE_CACHE`` or ``~/.cache/gouache/forge``."""
+    """Directory holding forged models: ``$GOUACHE_FORGE_CACHE``, else ``forge`` in gouache's cache
+    root (``$GOUACHE_CACHE``, by default ``~/.cache/gouache``)."""
     env = os.environ.get("GOUACHE_FORGE_CACHE")
-    path = Path(env).expanduser() if env else Path.home() / ".cache" / "gouache" / "forge"
+    path = Path(env).expanduser() if env else cache_root() / "forge"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
