@@ -15,10 +15,11 @@ from .._engines.registry import engine_class, load_engine, select_engine
 from .._engines.requests import Cache, EngineOptions, Guidance, Hires, Hooks, ModelFiles, PhotoMakerInput, PreviewSpec
 from .._errors import InvalidInputError
 from .._limits import check
+from .._modelfiles.hashes import model_short_hash
 from .._modelfiles.inspect import inspect
 from . import sizing
 from .infotext import generation_infotext
-from .requests import ImageArgs, ModelContext, VideoArgs, check_image_args, check_video_args
+from .requests import ImageArgs, ModelContext, VideoArgs, check_image_args, check_video_args, spelling, wanted_frames
 from .results import GenerationResult, ModelLabel, VideoResult, image_parameters, video_parameters
 
 log = logging.getLogger("gouache")
@@ -95,7 +96,8 @@ def _embeddings(value: dict[str, PathLike] | PathLike | None) -> tuple[tuple[str
 class SDModel:
     """A model loaded once that serves many generations (``close()``, context manager).
 
-    ``model`` is a single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``); models
+    ``model`` (also accepted as ``model_path=``, the integration plan's spelling) is a
+    single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``); models
     that ship as parts (Flux, SD3, Wan) pass ``diffusion_model=`` plus ``vae=``,
     ``clip_l=``, ``t5xxl=`` ... instead.  ``threads="auto"`` uses the physical cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
@@ -126,7 +128,9 @@ class SDModel:
         options: EngineOptions = EngineOptions(),
         engine: str = "auto",
         on_load_progress: ProgressCallback | None = None,
+        model_path: PathLike | None = None,
     ) -> None:
+        model = spelling("model", model, "model_path", model_path, required=False)
         if model is None and diffusion_model is None:
             raise InvalidInputError("SDModel needs model= (a checkpoint file) or diffusion_model=")
         if not isinstance(options, EngineOptions):
@@ -147,6 +151,7 @@ class SDModel:
         self.lora_dir = Path(lora_dir) if lora_dir is not None else None
         if self.lora_dir is not None and not self.lora_dir.is_dir():
             raise InvalidInputError(f"lora_dir is not a directory: {str(self.lora_dir)!r}")
+        self._hash: str | None = None  # A1111's Model hash, computed (or read from its cache) on first use
         self.threads = threads_arg(threads)
         self.weight_type = weight_type
         self.options = options
@@ -207,7 +212,9 @@ class SDModel:
         )
 
     def _label(self) -> ModelLabel:
-        return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name)
+        if self._hash is None:
+            self._hash = model_short_hash(self.files.main)
+        return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name, hash=self._hash)
 
     # -- image generation -------------------------------------------------------------
 
@@ -286,7 +293,7 @@ class SDModel:
         )
         images = [sizing.from_canvas(im, prepared.geometry) for im in images]
         seeds = [prepared.request.seed + i for i in range(len(images))]
-        params = image_parameters(prepared.request, prepared.geometry, prepared.notes, self._label())
+        params = image_parameters(prepared, self._label())
         infotexts = [generation_infotext(params, s) for s in seeds]
         return GenerationResult(images, seeds, params, infotexts, {"load": self.load_seconds, **timer.timings()})
 
@@ -317,10 +324,16 @@ class SDModel:
         vace_strength: float = 1.0,
         flow_shift: float | None = None,
         callback: ProgressCallback | None = None,
+        video_frames: int | None = None,
     ) -> VideoResult:
         """Generate a video with a Wan model: text-to-video, image-to-video (``init_image``),
         first/last frame (``end_image``), VACE control frames; Wan 2.2 MoE models sample the
-        high-noise part with ``high_noise_*`` until ``moe_boundary``.  Frame counts are 4k+1."""
+        high-noise part with ``high_noise_*`` until ``moe_boundary``.
+
+        ``frames`` (also accepted as ``video_frames=``, the engine's and the integration plan's
+        spelling) is the number of frames returned.  Wan makes 4k+1 frames (1, 5, 9, ... 81);
+        another count is generated as the next 4k+1 and the extra frames are dropped."""
+        frames = spelling("frames", frames, "video_frames", video_frames, required=False)
         engine = self._require_engine()
         if not engine.can_generate_video:
             raise InvalidInputError(f"this {self.family} model cannot generate video; load a Wan model")
@@ -349,10 +362,13 @@ class SDModel:
         )
         request = check_video_args(args, self._context())
         timer = _Timer(callback)
-        frames_out = engine.generate_video(request, Hooks(progress=timer))
+        wanted = wanted_frames(frames, self.defaults)
+        if wanted != request.frames:
+            log.info("Wan makes 4k+1 frames: generating %d and keeping the first %d", request.frames, wanted)
+        frames_out = engine.generate_video(request, Hooks(progress=timer))[:wanted]
         return VideoResult(
             frames_out,
             request.seed,
-            video_parameters(request, self._label()),
+            {**video_parameters(request, self._label()), "frames": wanted},
             {"load": self.load_seconds, **timer.timings()},
         )

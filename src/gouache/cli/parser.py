@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("video", parents=[common], help="generate a video with a Wan model")
     _add_model_options(s)
-    s.add_argument("--frames", type=int, help="frames (4k+1)")
+    s.add_argument("--frames", type=int, help="frames (Wan makes 4k+1; other counts are trimmed from the next 4k+1)")
     s.add_argument("--fps", type=int, default=16, help="frames per second of the written file")
     s.add_argument("--init-image", "-i", metavar="PATH", help="first frame (image-to-video)")
     s.add_argument("--end-image", metavar="PATH", help="last frame")
