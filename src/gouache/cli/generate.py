@@ -25,7 +25,7 @@ from .._errors import InvalidInputError
 from .._files import check_writable, numbered_paths
 from .._limits import check
 from .._modelfiles.inspect import inspect
-from .arguments import generate_kwargs, model_kwargs, video_kwargs
+from .arguments import generate_kwargs, resolve_prompt, model_kwargs, video_kwargs
 from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
 from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
@@ -79,6 +79,7 @@ def child(conn, argv: list[str]) -> None:
     """Child process: load the model, generate image by image, send each one as it exists."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     a = build_parser().parse_args(argv)
+    resolve_prompt(a)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.ERROR, format="%(name)s: %(message)s")
     try:
         _run_job(a, conn.send)
