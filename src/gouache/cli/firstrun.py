@@ -67,7 +67,8 @@ def _named(value: str, origin: str) -> Path:
     if value in RECIPES:
         return _catalog(value, origin)
     raise InvalidInputError(
-        f"{origin} {value!r} is neither a file, a folder nor a catalog name; catalog: {', '.join(sorted(RECIPES))}"
+        f"{origin} {value!r} not found: it is neither a file, a folder nor a catalog name;"
+        f" catalog: {', '.join(sorted(RECIPES))}"
     )
 
 
