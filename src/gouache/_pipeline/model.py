@@ -15,6 +15,7 @@ from .._engines.registry import engine_class, load_engine, select_engine
 from .._engines.requests import Cache, EngineOptions, Guidance, Hires, Hooks, ModelFiles, PhotoMakerInput, PreviewSpec
 from .._errors import InvalidInputError
 from .._limits import check
+from .._modelfiles.folders import is_diffusers_folder
 from .._modelfiles.hashes import model_short_hash
 from .._modelfiles.inspect import inspect
 from . import sizing
@@ -72,6 +73,18 @@ def _path(value: PathLike | None, what: str) -> Path | None:
     return p
 
 
+def _model_path(value: PathLike | None) -> Path | None:
+    """A checkpoint file or a diffusers folder (``model_index.json`` beside ``unet/`` ...)."""
+    if value is not None and is_diffusers_folder(value):
+        return Path(value)
+    if value is not None and Path(value).is_dir():
+        raise InvalidInputError(
+            f"model folder {str(value)!r} is not a diffusers folder (no model_index.json in it);"
+            " allowed: a checkpoint file (.safetensors, .gguf, .ckpt) or a diffusers folder"
+        )
+    return _path(value, "model file")
+
+
 def threads_arg(threads: int | str) -> int | None:
     """``"auto"`` -> None (the engine's default: physical cores); a positive int is kept."""
     if threads == "auto":
@@ -97,7 +110,8 @@ class SDModel:
     """A model loaded once that serves many generations (``close()``, context manager).
 
     ``model`` (also accepted as ``model_path=``, the integration plan's spelling) is a
-    single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``); models
+    single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
+    (``model_index.json``, ``unet/``, ``vae/`` ...; both engines load it); models
     that ship as parts (Flux, SD3, Wan) pass ``diffusion_model=`` plus ``vae=``,
     ``clip_l=``, ``t5xxl=`` ... instead.  ``threads="auto"`` uses the physical cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
@@ -136,7 +150,7 @@ class SDModel:
         if not isinstance(options, EngineOptions):
             raise InvalidInputError(f"options must be an EngineOptions, got {type(options).__name__}")
         self.files = ModelFiles(
-            model=_path(model, "model file"),
+            model=_model_path(model),
             diffusion_model=_path(diffusion_model, "diffusion model file"),
             high_noise_diffusion_model=_path(high_noise_diffusion_model, "high-noise diffusion model file"),
             vae=_path(vae, "VAE file"),
@@ -212,7 +226,7 @@ class SDModel:
         )
 
     def _label(self) -> ModelLabel:
-        if self._hash is None:
+        if self._hash is None and self.files.main.is_file():  # a diffusers folder has no file hash
             self._hash = model_short_hash(self.files.main)
         return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name, hash=self._hash)
 

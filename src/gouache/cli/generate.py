@@ -94,7 +94,7 @@ def child(conn, argv: list[str]) -> None:
 
 def _engine_for(a: argparse.Namespace) -> str:
     """The engine the child will use (sdcpp when it cannot be told yet)."""
-    if a.engine == "auto" and a.model and Path(a.model).is_file():
+    if a.engine == "auto" and a.model and Path(a.model).exists():
         files = ModelFiles(
             model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker
         )
@@ -127,7 +127,7 @@ def precheck(a: argparse.Namespace) -> None:
             check(f"--{name}", value, limit)
     for name in _FILE_OPTIONS:
         value = getattr(a, name, None)
-        if value is not None and not Path(value).is_file():
+        if value is not None and not Path(value).is_file() and not (name == "model" and Path(value).is_dir()):
             raise InvalidInputError(f"--{name.replace('_', '-')} file not found: {value!r}")
 
 
