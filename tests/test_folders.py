@@ -60,3 +60,63 @@ def test_models_lists_folders_as_checkpoints(tmp_path):
 def test_a_plain_folder_is_refused_by_name(tmp_path):
     with pytest.raises(g.InvalidInputError, match="not a diffusers folder"):
         g.SDModel(tmp_path)
+
+
+def _write_sd1_folder(target):
+    """The forged full SD1 checkpoint as a diffusers folder: the torch engine's SD1 configs, and
+    each component's tensors converted by diffusers' own ldm -> diffusers name conversion."""
+    from safetensors.torch import load_file, save_file
+
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from gouache.testing import forge
+
+    shutil.copytree(config_dir("sd1"), target, dirs_exist_ok=True)
+    ckpt = load_file(str(forge.sd1()))
+    unet_cfg = json.loads((target / "unet" / "config.json").read_text())
+    vae_cfg = json.loads((target / "vae" / "config.json").read_text())
+    parts = {
+        "unet/diffusion_pytorch_model.safetensors": convert_ldm_unet_checkpoint(ckpt, unet_cfg),
+        "vae/diffusion_pytorch_model.safetensors": convert_ldm_vae_checkpoint(ckpt, vae_cfg),
+        "text_encoder/model.safetensors": {
+            k[len("cond_stage_model.transformer.") :]: v
+            for k, v in ckpt.items()
+            if k.startswith("cond_stage_model.transformer.")
+        },
+    }
+    for rel, state in parts.items():
+        save_file({k: v.contiguous() for k, v in state.items()}, str(target / rel))
+
+
+@pytest.fixture(scope="module")
+def sd1_folder():
+    from gouache._files import publish_dir
+    from gouache.testing import forge
+
+    target = forge.cache_dir() / f"sd1_diffusers-{forge.FORGE_VERSION}"
+    if not (target / "unet" / "diffusion_pytorch_model.safetensors").is_file():
+        publish_dir(target, _write_sd1_folder)
+    return target
+
+
+@pytest.mark.slow
+def test_sdcpp_generates_from_a_diffusers_folder(sd1_folder, tmp_path):
+    import numpy as np
+
+    assert g.inspect(sd1_folder).family is g.Family.SD1
+    with g.SDModel(sd1_folder, engine="sdcpp") as m:
+        res = m.generate("a cube", width=64, height=64, steps=1, cfg_scale=1.0, seed=2)
+    assert res.images[0].size == (64, 64) and np.asarray(res.images[0]).std() > 1
+    assert res.parameters["model"] == sd1_folder.name and "Model hash" not in res.infotexts[0]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_torch_generates_from_a_diffusers_folder(sd1_folder):
+    import numpy as np
+
+    pytest.importorskip("diffusers")
+    options = g.EngineOptions(precision="bf16")  # half the memory of fp32 for the 1B-parameter forge
+    with g.SDModel(sd1_folder, engine="torch", options=options) as m:
+        res = m.generate("a cube", width=64, height=64, steps=1, cfg_scale=1.0, seed=2)
+        assert m.engine_name == "torch"
+    assert res.images[0].size == (64, 64) and np.asarray(res.images[0]).std() > 1
