@@ -50,7 +50,10 @@ def test_models_lists_folders_as_checkpoints(tmp_path):
     diffusers_folder(root / "checkpoints", "sdxl", "xl/base")
     (root / "checkpoints" / "one.safetensors").write_bytes(b"x")
     res = subprocess.run(
-        [sys.executable, "-m", "gouache", "models", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gouache", "models", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     found = {(e["kind"], e["name"]) for e in json.loads(res.stdout)}
@@ -65,9 +68,9 @@ def test_a_plain_folder_is_refused_by_name(tmp_path):
 def _write_sd1_folder(target):
     """The forged full SD1 checkpoint as a diffusers folder: the torch engine's SD1 configs, and
     each component's tensors converted by diffusers' own ldm -> diffusers name conversion."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
     from safetensors.torch import load_file, save_file
 
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
     from gouache.testing import forge
 
     shutil.copytree(config_dir("sd1"), target, dirs_exist_ok=True)

@@ -48,7 +48,9 @@ def _config(folder: Path, sub: str, name: str = "config.json") -> dict[str, Any]
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"diffusers folder {str(folder)!r}: {sub or '.'}/{name} is unreadable ({exc})") from None
+        raise InvalidInputError(
+            f"diffusers folder {str(folder)!r}: {sub or '.'}/{name} is unreadable ({exc})"
+        ) from None
     return data if isinstance(data, dict) else None
 
 

@@ -9,8 +9,8 @@ from PIL import Image
 from .._engines.registry import engine_class
 from .._errors import InvalidInputError
 from .._image import as_pil
-from .requests import spelling
 from .model import ImageInput, PathLike, SDModel, threads_arg
+from .requests import spelling
 from .results import GenerationResult, VideoResult
 
 

@@ -140,7 +140,6 @@ def spelling(primary: str, value: Any, alias: str, alias_value: Any, *, required
     return value
 
 
-
 def resolve_seed(seed: Any) -> int:
     """``-1`` (or any negative) -> a random seed in [0, 2**32); others are checked and kept."""
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -76,7 +76,9 @@ def _engine_version() -> str:
     from .. import version
 
     v = version()
-    own = " ".join(x for x in (v.get("version"), v.get("commit") and f"(commit {v['commit']})") if x and "unknown" not in x)
+    own = " ".join(
+        x for x in (v.get("version"), v.get("commit") and f"(commit {v['commit']})") if x and "unknown" not in x
+    )
     try:
         carrier = f"stable-diffusion-cpp-python {metadata.version('stable-diffusion-cpp-python')}"
     except metadata.PackageNotFoundError:

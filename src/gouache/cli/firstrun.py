@@ -47,7 +47,9 @@ def _catalog(name: str, origin: str) -> Path:
     try:
         return pull(name, local_files_only=True)
     except MissingDependencyError:
-        raise InvalidInputError(f'{origin} {name!r} needs huggingface_hub: pip install "gouache[hub]"; or {_hint()}')
+        raise InvalidInputError(
+            f'{origin} {name!r} needs huggingface_hub: pip install "gouache[hub]"; or {_hint()}'
+        ) from None
     except GouacheError:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
@@ -57,7 +59,9 @@ def _catalog(name: str, origin: str) -> Path:
         return pull(name)
     except GouacheError as exc:
         why = str(exc).split(";")[0]
-        raise InvalidInputError(f"no model given and {origin} {name!r} could not be fetched ({why}); {_hint()}")
+        raise InvalidInputError(
+            f"no model given and {origin} {name!r} could not be fetched ({why}); {_hint()}"
+        ) from None
 
 
 def _named(value: str, origin: str) -> Path:

@@ -25,7 +25,7 @@ from .._errors import InvalidInputError
 from .._files import check_writable, numbered_paths
 from .._limits import check
 from .._modelfiles.inspect import inspect
-from .arguments import generate_kwargs, resolve_prompt, model_kwargs, video_kwargs
+from .arguments import generate_kwargs, model_kwargs, resolve_prompt, video_kwargs
 from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
 from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
