@@ -143,7 +143,7 @@ def test_model_reuse_loop(workdir):
     ns: dict = {"prompts": ["a cat"]}
     exec(T2I.split("\n# Simple")[0] + REUSE, ns)  # the imports, then the loop as written
     with ns["model"] as model:
-        assert model.family == "sd1" and ns["images"].images[0].size == (512, 512)
+        assert model.family == "sd1_tiny" and ns["images"].images[0].size == (512, 512)
 
 
 def test_image_to_image_with_init_image(workdir):
