@@ -371,3 +371,82 @@ def test_enhance_views_with_depth_folder(full_model, tmp_path):
     assert data["failed"] == 0 and len(data["views"]) == 2
     with Image.open(tmp_path / "out" / "view1.png") as im:
         assert im.size == (96, 64) and im.mode == "RGBA"
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOUACHE_MODEL", "GOUACHE_MODEL_DIRS")}
+    return {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), **extra}
+
+
+def run_env(env: dict, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gouache", *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_forge_first_run_and_prompt_option(tmp_path):
+    res = gouache("txt2img", "-p", "a lighthouse", "--forge", "-o", tmp_path / "f.jpg", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    assert "random-weight" in res.stderr and "noise" in res.stderr
+    from gouache import read_parameters
+
+    r = read_parameters(tmp_path / "f.jpg")  # full metadata, also in JPEG
+    assert (r["prompt"], r["width"], r["seed"]) == ("a lighthouse", 256, 3) and len(r["Model hash"]) == 10
+    assert oct((tmp_path / "f.jpg").stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_prompt_once_and_forge_alone(models, tmp_path):
+    res = gouache("txt2img", *models, "a", "-p", "b", "-o", tmp_path / "o.png")
+    assert res.returncode == 2 and "not both" in res.stderr and len(error_lines(res.stderr)) == 1
+    res = gouache("txt2img", *models, "-o", tmp_path / "o.png")
+    assert res.returncode == 2 and "give a prompt" in res.stderr
+    res = gouache("txt2img", *models, "--forge", "x", "-o", tmp_path / "o.png")
+    assert res.returncode == 2 and "--forge replaces" in res.stderr
+
+
+def test_no_model_offline_says_how_to_get_one(tmp_path):
+    res = run_env(_env(tmp_path), "txt2img", "a lighthouse", "-o", tmp_path / "o.png")
+    assert res.returncode == 2 and len(error_lines(res.stderr)) == 1, res.stderr
+    assert "sd-turbo" in res.stderr and "--forge" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_default_model_from_env_and_model_dirs(tmp_path, tiny_model):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "notes.safetensors").write_bytes(b"not a model")
+    (folder / "mine.safetensors").symlink_to(tiny_model)
+    args = ("txt2img", "a", *FAST, "--json", "-o")
+    res = run_env(_env(tmp_path, GOUACHE_MODEL_DIRS=str(folder)), *args, tmp_path / "a.png")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["parameters"]["model"] == "mine"
+    res = run_env(_env(tmp_path, GOUACHE_MODEL=str(forge.sdxs())), *args, tmp_path / "b.png")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["parameters"]["model"] == forge.sdxs().stem
+    res = run_env(_env(tmp_path, GOUACHE_MODEL="no-such-model"), *args, tmp_path / "c.png")
+    assert res.returncode == 2 and "catalog" in res.stderr
+
+
+def test_unexpected_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    from gouache import cli
+
+    def boom(a):
+        raise RuntimeError("something odd\nsecond line")
+
+    monkeypatch.setitem(cli._COMMANDS, "models", boom)
+    assert cli.main(["models", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "gouache: error: RuntimeError: something odd (rerun with --debug for the traceback)"
+    assert cli.main(["models", str(tmp_path), "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_info_lists_usable_engines_and_a_readable_version():
+    res = gouache("info", "--json")
+    data = json.loads(res.stdout)
+    assert isinstance(data["stable_diffusion_cpp"], str) and "{" not in data["stable_diffusion_cpp"]
+    from gouache._engines.registry import engine_class
+
+    usable = [n for n in ("sdcpp", "torch") if engine_class(n).explain().usable]
+    assert data["engines"] == ", ".join(usable)

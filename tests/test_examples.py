@@ -32,6 +32,10 @@ def test_txt2img_example_writes_png_and_refuses_overwrite(tmp_path):
 
     with Image.open(out) as im:
         assert im.size == (64, 64)
+    from gouache import read_parameters
+
+    assert read_parameters(out)["prompt"] == "a cube"  # written through gouache.save_image, with metadata
+    assert out.stat().st_mode & 0o044  # normal permissions (readable by others under the usual umask)
     before = out.read_bytes()
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode != 0 and "exists" in res.stderr

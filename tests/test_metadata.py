@@ -299,3 +299,89 @@ def test_helpers_reject_non_strings():
         pnginfo_for(None)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         exif_for(42)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- gouache's own files
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model, taesd_model):
+    import gouache as g
+
+    with g.SDModel(tiny_model, taesd=taesd_model, engine="sdcpp") as m:
+        yield m
+
+
+SMALL = dict(width=64, height=64, steps=1, cfg_scale=1.0, seed=3)
+
+
+@pytest.mark.slow
+def test_hires_fix_is_recorded_as_a1111_does(tiny):
+    from gouache import Hires
+
+    res = tiny.generate("a cube", hires=Hires(scale=2.0, steps=1, denoising_strength=0.6), **SMALL)
+    assert res.images[0].size == (128, 128)
+    r = parse_infotext(res.infotexts[0])
+    assert r["Size"] == "64x64"  # A1111: the first pass's size
+    assert (r["Hires upscale"], r["Hires steps"], r["Hires upscaler"]) == ("2", "1", "Latent")
+    assert r["Denoising strength"] == "0.6"
+    plain = parse_infotext(tiny.generate("a cube", **SMALL).infotexts[0])
+    assert "Hires upscale" not in plain and "Denoising strength" not in plain
+
+
+@pytest.mark.slow
+def test_model_hash_is_a1111_short_hash_and_cached(tiny, tiny_model, tmp_path, monkeypatch):
+    import hashlib
+
+    from gouache._modelfiles import hashes
+
+    expected = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    r = parse_infotext(tiny.generate("a cube", **SMALL).infotexts[0])
+    assert r["Model hash"] == expected[:10] and r["Model"] == tiny_model.stem
+    # the cache answers while size and mtime are unchanged: plant a fake digest and see it come back
+    monkeypatch.setenv("GOUACHE_CACHE", str(tmp_path))
+    copy = tmp_path / "m.safetensors"
+    copy.write_bytes(b"x" * 100)
+    real = hashes.file_sha256(copy)
+    assert real == hashlib.sha256(b"x" * 100).hexdigest()
+    data = json.loads(hashes.cache_file().read_text())
+    (key,) = data
+    data[key]["sha256"] = "f" * 64
+    hashes.cache_file().write_text(json.dumps(data))
+    assert hashes.model_short_hash(copy) == "f" * 10
+    copy.write_bytes(b"y" * 100)  # changed file (new mtime): hashed again
+    assert hashes.model_short_hash(copy) == hashlib.sha256(b"y" * 100).hexdigest()[:10]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp"])
+def test_saved_files_carry_their_parameters(tiny, tmp_path, ext):
+    res = tiny.generate("a cube, red", negative_prompt="blurry", **SMALL)
+    (path,) = res.save(tmp_path / f"out{ext}")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    r = read_parameters(path)
+    assert (r["prompt"], r["negative_prompt"], r["seed"]) == ("a cube, red", "blurry", 3)
+    assert r == read_parameters(path.read_bytes())  # bytes of the file
+    with Image.open(path) as im:
+        assert r == read_parameters(im)  # an opened image
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["a.png"]])
+def test_read_parameters_rejects_other_types(bad):
+    with pytest.raises(InvalidInputError, match="file path, the bytes of an image file or a PIL image; got"):
+        read_parameters(bad)
+
+
+def test_read_parameters_on_bad_bytes_and_bare_images():
+    with pytest.raises(InvalidInputError, match="not a readable image"):
+        read_parameters(b"not an image")
+    with pytest.raises(InvalidInputError, match="holds no generation parameters"):
+        read_parameters(Image.new("RGB", (4, 4)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 
@@ -92,11 +93,17 @@ def test_lora_tags_resolve_against_lora_dir(tiny_model, taesd_model, tmp_path):
         zero = m.generate("a cube <lora:MyStyle:0>", seed=4, **KW)
         one = m.generate("a cube <lora:styles/MyStyle:1.0>", seed=4, **KW)
         named = m.generate("a cube", loras=[("MyStyle", 1.0)], seed=4, **KW)
-    assert zero.parameters["prompt"] == "a cube"
+    assert zero.parameters["prompt"] == "a cube <lora:MyStyle:0>"  # A1111 keeps the tags in the prompt
+    assert named.parameters["prompt"] == "a cube <lora:MyStyle:1>"  # LoRAs given as arguments become tags
     assert np.abs(px(base.images[0]) - px(zero.images[0])).mean() < 0.5
     assert np.abs(px(base.images[0]) - px(one.images[0])).mean() > 1
     assert np.array_equal(px(one.images[0]), px(named.images[0]))
-    assert 'Lora weights: "MyStyle: 1"' in one.infotexts[0]  # A1111 quotes values with ':'
+    short = hashlib.sha256((tmp_path / "styles" / "MyStyle.safetensors").read_bytes()).hexdigest()  # whole file
+    data = (tmp_path / "styles" / "MyStyle.safetensors").read_bytes()
+    addnet = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little") :]).hexdigest()[:12]  # A1111: tensor data
+    assert addnet != short[:12]
+    assert f'Lora hashes: "styles/MyStyle: {addnet}"' in one.infotexts[0]  # A1111 quotes values with ':'
+    assert one.infotexts[0].startswith("a cube <lora:styles/MyStyle:1.0>\n")
 
 
 def test_progress_and_preview_callbacks(model):

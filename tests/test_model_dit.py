@@ -33,9 +33,15 @@ def test_wan_family_and_video(wan, tmp_path):
         assert im.n_frames == 5
 
 
-def test_wan_frames_must_be_4k_plus_1(wan):
-    with pytest.raises(g.InvalidInputError, match="4k\\+1"):
-        wan.generate_video("a wave", width=16, height=16, frames=6, steps=1)
+def test_wan_frame_counts_other_than_4k_plus_1_are_trimmed(wan):
+    """Wan makes 4k+1 frames: 6 are generated as 9 and the first 6 returned, the same frames
+    as the first 6 of a 9-frame video with the same seed."""
+    six = wan.generate_video("a wave", width=16, height=16, frames=6, steps=1, cfg_scale=1.0, seed=4)
+    nine = wan.generate_video("a wave", width=16, height=16, video_frames=9, steps=1, cfg_scale=1.0, seed=4)
+    assert len(six.frames) == 6 and six.parameters["frames"] == 6 and len(nine.frames) == 9
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(six.frames, nine.frames))
+    with pytest.raises(g.InvalidInputError, match="frames= or video_frames="):
+        wan.generate_video("a wave", frames=5, video_frames=5)
 
 
 def test_flux_through_sdmodel():

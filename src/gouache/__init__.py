@@ -31,7 +31,7 @@ from ._modelfiles.assemble import assemble_checkpoint
 from ._modelfiles.catalog import pull, pull_model
 from ._modelfiles.families import Family
 from ._modelfiles.inspect import ModelInfo, inspect
-from ._pipeline.infotext import read_parameters
+from ._pipeline.infotext import format_infotext, read_parameters, save_image
 from ._pipeline.model import SDModel
 from ._pipeline.oneshot import generate_video, image_to_image, inpaint, text_to_image, upscale
 from ._pipeline.results import GenerationResult, VideoResult
@@ -117,6 +117,7 @@ __all__ = [
     "assemble_checkpoint",
     "canny",
     "convert_model",
+    "format_infotext",
     "generate_video",
     "image_to_image",
     "inpaint",
@@ -125,6 +126,7 @@ __all__ = [
     "pull",
     "pull_model",
     "read_parameters",
+    "save_image",
     "save_video",
     "system_info",
     "text_to_image",

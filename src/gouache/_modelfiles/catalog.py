@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import GouacheError, InvalidInputError, MissingDependencyError
+from .folders import is_diffusers_folder
 
 __all__ = [
     "MODEL_EXTENSIONS",
@@ -47,6 +48,7 @@ MODEL_KINDS: tuple[str, ...] = (
 # Folder (relative to the ``models`` directory) -> kind.  ComfyUI first, then AUTOMATIC1111.
 _MODEL_FOLDERS: dict[str, str] = {
     "checkpoints": "checkpoint",
+    "diffusers": "checkpoint",
     "diffusion_models": "diffusion_model",
     "unet": "diffusion_model",
     "vae": "vae",
@@ -181,7 +183,8 @@ def find_models(root: str | os.PathLike[str]) -> list[ModelEntry]:
     (TAESD), ``loras``, ``controlnet``, ``upscale_models``, ``text_encoders``, ``clip``,
     ``embeddings``, ``photomaker``; AUTOMATIC1111 ``Stable-diffusion``, ``Lora``,
     ``LyCORIS``, ``VAE``, ``VAE-approx``, ``ControlNet``, ``ESRGAN``, ``RealESRGAN`` and
-    ``<webui>/embeddings``.  Files count when their extension is one of
+    ``<webui>/embeddings``; diffusers folders (``model_index.json`` inside) in the checkpoint
+    folders and ComfyUI's ``diffusers`` are listed as checkpoints.  Files count when their extension is one of
     :data:`MODEL_EXTENSIONS`; hidden files and folders are skipped and a file reached
     twice (symlinks, case-insensitive file systems) is listed once.
 
@@ -192,12 +195,12 @@ def find_models(root: str | os.PathLike[str]) -> list[ModelEntry]:
     entries: list[ModelEntry] = []
     seen: set[tuple[int, int]] = set()
     for folder, kind in folders:
-        for path, rel in _walk_models(folder):
+        for path, rel in _walk_models(folder, folders=kind == "checkpoint"):
             key = _file_key(path)
             if key is None or key in seen:
                 continue
             seen.add(key)
-            entries.append(ModelEntry(kind, _model_name(rel), path, path.stat().st_size))
+            entries.append(ModelEntry(kind, _model_name(rel), path, _size(path)))
     entries.sort(key=lambda e: (e.kind, e.name, str(e.path)))
     return entries
 
@@ -228,8 +231,15 @@ def _present(base: Path, table: dict[str, str]) -> list[tuple[Path, str]]:
     return [(base / name, kind) for name, kind in table.items() if (base / name).is_dir()]
 
 
-def _walk_models(folder: Path) -> Iterator[tuple[Path, str]]:
-    """``(path, relative path with forward slashes)`` for every model file under ``folder``.
+def _size(path: Path) -> int:
+    if path.is_dir():  # a diffusers folder
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def _walk_models(folder: Path, *, folders: bool = False) -> Iterator[tuple[Path, str]]:
+    """``(path, relative path with forward slashes)`` for every model file under ``folder``
+    (with ``folders``, also each diffusers folder, as one model).
 
     Follows symlinked folders (each real folder once), skips hidden entries, sorted.
     """
@@ -240,6 +250,10 @@ def _walk_models(folder: Path) -> Iterator[tuple[Path, str]]:
             dirnames[:] = []
             continue
         visited.add(key)
+        if folders and is_diffusers_folder(dirpath) and Path(dirpath) != folder:
+            dirnames[:] = []
+            yield Path(dirpath), Path(dirpath).relative_to(folder).as_posix()
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or not name.lower().endswith(MODEL_EXTENSIONS):

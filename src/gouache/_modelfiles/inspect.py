@@ -13,6 +13,7 @@ from pathlib import Path
 from .architecture import Tensors
 from .defaults import FamilyDefaults, defaults_for
 from .families import GENERATORS, Family, detect_family, is_few_step
+from .folders import folder_family, folder_weight_files, is_diffusers_folder
 from .headers import check_file, read_header
 
 __all__ = ["ModelInfo", "inspect"]
@@ -61,8 +62,12 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     ``.ckpt``/``.pt``/``.pth`` files are never unpickled: their family is ``unknown`` unless
     the file name says otherwise (``RealESRGAN_x4plus.pth`` -> esrgan, ``v1-5-...ckpt`` ->
     sd1, ``sd_xl_base...`` -> sdxl, ...), and their tensor count/dtypes are not known.
+    A diffusers folder (``model_index.json`` beside ``unet/``, ``vae/`` ...) is inspected from
+    its configs and the headers of its weight files (``file_kind`` ``"diffusers"``).
     Raises :class:`InvalidInputError` for a missing, empty or non-model file.
     """
+    if is_diffusers_folder(path):
+        return _inspect_folder(Path(path))
     p = check_file(path, "model file")
     header = read_header(p)
     kind, tensors, metadata = header.kind, header.tensors, header.metadata
@@ -80,6 +85,27 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
         parameters=None if tensors is None else sum(math.prod(t.shape) for t in tensors.values()),
         size_bytes=p.stat().st_size,
         metadata=metadata,
+        defaults=defaults_for(family, few, variant=variant),
+        variant=variant,
+    )
+
+
+def _inspect_folder(folder: Path) -> ModelInfo:
+    family, variant = folder_family(folder)
+    files = folder_weight_files(folder)
+    headers = [read_header(f) for f in files]
+    tensors = [t for h in headers if h.tensors for t in h.tensors.values()]
+    few = family in GENERATORS and is_few_step(folder, None, {})
+    return ModelInfo(
+        path=folder,
+        file_kind="diffusers",
+        family=family,
+        few_step=few,
+        tensor_count=len(tensors) if tensors else None,
+        dtypes=dict(Counter(t.dtype for t in tensors)),
+        parameters=sum(math.prod(t.shape) for t in tensors) if tensors else None,
+        size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+        metadata={},
         defaults=defaults_for(family, few, variant=variant),
         variant=variant,
     )

@@ -15,6 +15,7 @@ ports of A1111's ``modules/infotext_utils.py`` (``quote``, ``unquote``,
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -333,25 +334,51 @@ def _parameters_text(im: Image.Image) -> str | None:
     return None
 
 
-def read_parameters(path: str | os.PathLike[str]) -> dict:
-    """Generation parameters of an image file, parsed with :func:`parse_infotext`.
-
-    Reads the PNG ``parameters`` text chunk (``tEXt``/``iTXt``/``zTXt``) or, for JPEG/WebP
-    (and PNG ``eXIf``), the EXIF ``UserComment`` A1111 writes (``UNICODE`` header with
-    UTF-16 of either byte order, or ``ASCII``).  Raises :class:`InvalidInputError` when the
-    file is missing, is not an image, or holds no generation parameters.
-    """
+def _text_of_file(path: str | os.PathLike[str]) -> str | None:
     p = check_file(path, "image file")
     try:
         with Image.open(p) as im:
-            text = _parameters_text(im)
+            return _parameters_text(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InvalidInputError(
             f"image file {str(p)!r} could not be read ({exc}); allowed: PNG, JPEG or WebP images"
         ) from None
+
+
+def _text_of_bytes(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return _parameters_text(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InvalidInputError(
+            f"the {len(data)} bytes given are not a readable image ({exc}); allowed: PNG, JPEG or WebP file contents"
+        ) from None
+
+
+def read_parameters(source: str | os.PathLike[str] | bytes | Image.Image) -> dict:
+    """Generation parameters of an image, parsed with :func:`parse_infotext`.
+
+    ``source`` is a file path, the bytes of an image file, or an opened PIL image (as
+    ``Image.open`` returns it: the metadata lives in the file, so an image made in memory
+    has none).  Reads the PNG ``parameters`` text chunk (``tEXt``/``iTXt``/``zTXt``) or, for
+    JPEG/WebP (and PNG ``eXIf``), the EXIF ``UserComment`` A1111 writes (``UNICODE`` header
+    with UTF-16 of either byte order, or ``ASCII``).  Raises :class:`InvalidInputError` for
+    another type, a missing file, something that is not an image, or an image without
+    generation parameters.
+    """
+    if isinstance(source, Image.Image):
+        text, what = _parameters_text(source), "the image"
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        text, what = _text_of_bytes(bytes(source)), "the image bytes"
+    elif isinstance(source, (str, os.PathLike)):
+        text, what = _text_of_file(source), f"image file {os.fspath(source)!r}"
+    else:
+        raise InvalidInputError(
+            f"read_parameters takes a file path, the bytes of an image file or a PIL image; got {type(source).__name__}"
+        )
     if text is None:
         raise InvalidInputError(
-            f"image file {str(p)!r} holds no generation parameters (no PNG 'parameters' text, no EXIF UserComment)"
+            f"{what} holds no generation parameters (no PNG 'parameters' text, no EXIF UserComment)"
         )
     return parse_infotext(text)
 
@@ -363,22 +390,58 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+#: sd.cpp hires upscaler -> the name A1111 writes in ``Hires upscaler`` (a model: its file name).
+_A1111_HIRES_UPSCALERS = {
+    "latent": "Latent",
+    "latent_nearest": "Latent (nearest)",
+    "latent_nearest_exact": "Latent (nearest-exact)",
+    "latent_antialiased": "Latent (antialiased)",
+    "latent_bicubic": "Latent (bicubic)",
+    "latent_bicubic_antialiased": "Latent (bicubic antialiased)",
+    "lanczos": "Lanczos",
+    "nearest": "Nearest",
+}
+
+
+def _hires_fields(h: dict) -> dict[str, object]:
+    """A1111's hires-fix fields (``Hires upscale``/``Hires resize``, ``Hires steps`` when not
+    the first pass's, ``Hires upscaler``)."""
+    fields: dict[str, object] = {}
+    if h["width"] or h["height"]:
+        fields["Hires resize"] = f"{h['width']}x{h['height']}"
+    else:
+        fields["Hires upscale"] = _num(h["scale"])
+    if h["steps"]:
+        fields["Hires steps"] = h["steps"]
+    key = str(h["upscaler"]).lower()
+    if key == "model" and h["model"]:
+        fields["Hires upscaler"] = os.path.splitext(os.path.basename(h["model"]))[0]
+    else:
+        fields["Hires upscaler"] = _A1111_HIRES_UPSCALERS.get(key, h["upscaler"])
+    return fields
+
+
 def generation_infotext(p: dict, seed: int) -> str:
-    """The infotext of one generated image from ``GenerationResult.parameters``."""
+    """The infotext of one generated image from ``GenerationResult.parameters``, in
+    A1111's field order (``create_infotext``): ``Size`` is the first pass's size, as in A1111."""
     fields: dict[str, object] = {"Steps": p["steps"], "Sampler": A1111_SAMPLER_NAMES.get(p["sampler"], p["sampler"])}
     if p["scheduler"] != "default":
         fields["Schedule type"] = A1111_SCHEDULE_NAMES.get(p["scheduler"], p["scheduler"])
-    fields.update(
-        {"CFG scale": _num(p["cfg_scale"]), "Seed": seed, "Size": f"{p['width']}x{p['height']}", "Model": p["model"]}
-    )
+    fields.update({"CFG scale": _num(p["cfg_scale"]), "Seed": seed, "Size": f"{p['width']}x{p['height']}"})
+    if p.get("model_hash"):
+        fields["Model hash"] = p["model_hash"]
+    fields["Model"] = p["model"]
+    hires = p.get("hires")
     if "strength" in p:
         fields["Denoising strength"] = _num(p["strength"])
+    elif hires is not None:
+        fields["Denoising strength"] = _num(hires["denoising_strength"])
     if p["clip_skip"] not in (-1, 0, 1):
         fields["Clip skip"] = p["clip_skip"]
-    if p["loras"]:
-        fields["Lora weights"] = ", ".join(
-            f"{os.path.splitext(os.path.basename(x))[0]}: {_num(w)}" for x, w in p["loras"]
-        )
+    if hires is not None:
+        fields.update(_hires_fields(hires))
+    if p.get("lora_hashes"):
+        fields["Lora hashes"] = ", ".join(f"{name}: {h}" for name, h in p["lora_hashes"].items())
     fields["Engine"] = p["engine"]
     fields["Version"] = f"gouache {__version__}"
     return format_infotext(p["prompt"], p["negative_prompt"], fields)
@@ -390,16 +453,20 @@ _IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 def save_image(
     image: Image.Image, path: str | os.PathLike[str], *, infotext: str | None = None, overwrite: bool = False
 ):
-    """Save a PIL image atomically; PNG files get the A1111 ``parameters`` text chunk."""
+    """Save a PIL image atomically (``.png``, ``.jpg``/``.jpeg``, ``.webp``) with the usual file
+    permissions; ``infotext`` goes into PNG's ``parameters`` text chunk, or the EXIF
+    ``UserComment`` of JPEG and WebP files (where A1111 puts it)."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     fmt = _IMAGE_FORMATS.get(suffix)
     if fmt is None:
         raise InvalidInputError(f"unsupported image extension {suffix!r}; allowed: {', '.join(_IMAGE_FORMATS)}")
 
     def write(tmp: str) -> None:
-        if fmt == "PNG" and infotext:
-            image.save(tmp, format="PNG", pnginfo=pnginfo_for(infotext))
-        else:
+        if not infotext:
             image.save(tmp, format=fmt)
+        elif fmt == "PNG":
+            image.save(tmp, format="PNG", pnginfo=pnginfo_for(infotext))
+        else:  # JPEG and WebP: EXIF UserComment, as A1111 writes them
+            image.save(tmp, format=fmt, exif=exif_for(infotext))
 
     return write_atomic(path, write, overwrite=overwrite)

@@ -16,6 +16,8 @@ from .._engines.requests import Cache, EngineOptions, Guidance, Hires, Hooks, Mo
 from .._errors import InvalidInputError
 from .._limits import check
 from .._modelfiles.families import EDITING_MODELS, edits_images
+from .._modelfiles.folders import is_diffusers_folder
+from .._modelfiles.hashes import model_short_hash
 from .._modelfiles.inspect import inspect
 from . import sizing
 from .infotext import generation_infotext
@@ -27,6 +29,8 @@ from .requests import (
     check_video_args,
     edit_images,
     edit_size,
+    spelling,
+    wanted_frames,
 )
 from .results import GenerationResult, ModelLabel, VideoResult, image_parameters, video_parameters
 
@@ -80,6 +84,18 @@ def _path(value: PathLike | None, what: str) -> Path | None:
     return p
 
 
+def _model_path(value: PathLike | None) -> Path | None:
+    """A checkpoint file or a diffusers folder (``model_index.json`` beside ``unet/`` ...)."""
+    if value is not None and is_diffusers_folder(value):
+        return Path(value)
+    if value is not None and Path(value).is_dir():
+        raise InvalidInputError(
+            f"model folder {str(value)!r} is not a diffusers folder (no model_index.json in it);"
+            " allowed: a checkpoint file (.safetensors, .gguf, .ckpt) or a diffusers folder"
+        )
+    return _path(value, "model file")
+
+
 def threads_arg(threads: int | str) -> int | None:
     """``"auto"`` -> None (the engine's default: physical cores); a positive int is kept."""
     if threads == "auto":
@@ -104,12 +120,14 @@ def _embeddings(value: dict[str, PathLike] | PathLike | None) -> tuple[tuple[str
 class SDModel:
     """A model loaded once that serves many generations (``close()``, context manager).
 
-    ``model`` is a single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``); models
-    that ship as parts (Flux, SD3, Wan, Qwen-Image, Z-Image, FLUX.2) pass ``diffusion_model=``
-    plus ``vae=``, ``clip_l=``, ``t5xxl=`` ... instead; ``llm=`` is the LLM text encoder of
-    Z-Image (Qwen3 4B), Qwen-Image (Qwen2.5-VL 7B) and FLUX.2 (Mistral Small 3.2 / Qwen3),
-    ``llm_vision=`` a separate Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit.
-    ``threads="auto"`` uses the physical cores.
+    ``model`` (also accepted as ``model_path=``, the integration plan's spelling) is a
+    single-file checkpoint (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
+    (``model_index.json``, ``unet/``, ``vae/`` ...; both engines load it); models that ship as
+    parts (Flux, SD3, Wan, Qwen-Image, Z-Image, FLUX.2) pass ``diffusion_model=`` plus ``vae=``,
+    ``clip_l=``, ``t5xxl=`` ... instead; ``llm=`` is the LLM text encoder of Z-Image (Qwen3 4B),
+    Qwen-Image (Qwen2.5-VL 7B) and FLUX.2 (Mistral Small 3.2 / Qwen3), ``llm_vision=`` a separate
+    Qwen2.5-VL vision tower (mmproj) for Qwen-Image-Edit.  ``threads="auto"`` uses the physical
+    cores.
     ``lora_dir`` is where ``<lora:name:weight>`` prompt tags and LoRA names resolve.
     ``engine``: "auto" (default: torch when installed and the family is supported, else
     sdcpp; ``engine_reason`` says why), "sdcpp" or "torch".
@@ -140,13 +158,15 @@ class SDModel:
         options: EngineOptions = EngineOptions(),
         engine: str = "auto",
         on_load_progress: ProgressCallback | None = None,
+        model_path: PathLike | None = None,
     ) -> None:
+        model = spelling("model", model, "model_path", model_path, required=False)
         if model is None and diffusion_model is None:
             raise InvalidInputError("SDModel needs model= (a checkpoint file) or diffusion_model=")
         if not isinstance(options, EngineOptions):
             raise InvalidInputError(f"options must be an EngineOptions, got {type(options).__name__}")
         self.files = ModelFiles(
-            model=_path(model, "model file"),
+            model=_model_path(model),
             diffusion_model=_path(diffusion_model, "diffusion model file"),
             high_noise_diffusion_model=_path(high_noise_diffusion_model, "high-noise diffusion model file"),
             vae=_path(vae, "VAE file"),
@@ -163,6 +183,7 @@ class SDModel:
         self.lora_dir = Path(lora_dir) if lora_dir is not None else None
         if self.lora_dir is not None and not self.lora_dir.is_dir():
             raise InvalidInputError(f"lora_dir is not a directory: {str(self.lora_dir)!r}")
+        self._hash: str | None = None  # A1111's Model hash, computed (or read from its cache) on first use
         self.threads = threads_arg(threads)
         self.weight_type = weight_type
         self.options = options
@@ -223,7 +244,9 @@ class SDModel:
         )
 
     def _label(self) -> ModelLabel:
-        return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name)
+        if self._hash is None and self.files.main.is_file():  # a diffusers folder has no file hash
+            self._hash = model_short_hash(self.files.main)
+        return ModelLabel(name=self.files.main.stem, family=self.family, engine=self.engine_name, hash=self._hash)
 
     # -- image generation -------------------------------------------------------------
 
@@ -302,7 +325,7 @@ class SDModel:
         )
         images = [sizing.from_canvas(im, prepared.geometry) for im in images]
         seeds = [prepared.request.seed + i for i in range(len(images))]
-        params = image_parameters(prepared.request, prepared.geometry, prepared.notes, self._label())
+        params = image_parameters(prepared, self._label())
         infotexts = [generation_infotext(params, s) for s in seeds]
         return GenerationResult(images, seeds, params, infotexts, {"load": self.load_seconds, **timer.timings()})
 
@@ -394,10 +417,16 @@ class SDModel:
         vace_strength: float = 1.0,
         flow_shift: float | None = None,
         callback: ProgressCallback | None = None,
+        video_frames: int | None = None,
     ) -> VideoResult:
         """Generate a video with a Wan model: text-to-video, image-to-video (``init_image``),
         first/last frame (``end_image``), VACE control frames; Wan 2.2 MoE models sample the
-        high-noise part with ``high_noise_*`` until ``moe_boundary``.  Frame counts are 4k+1."""
+        high-noise part with ``high_noise_*`` until ``moe_boundary``.
+
+        ``frames`` (also accepted as ``video_frames=``, the engine's and the integration plan's
+        spelling) is the number of frames returned.  Wan makes 4k+1 frames (1, 5, 9, ... 81);
+        another count is generated as the next 4k+1 and the extra frames are dropped."""
+        frames = spelling("frames", frames, "video_frames", video_frames, required=False)
         engine = self._require_engine()
         if not engine.can_generate_video:
             raise InvalidInputError(f"this {self.family} model cannot generate video; load a Wan model")
@@ -426,10 +455,13 @@ class SDModel:
         )
         request = check_video_args(args, self._context())
         timer = _Timer(callback)
-        frames_out = engine.generate_video(request, Hooks(progress=timer))
+        wanted = wanted_frames(frames, self.defaults)
+        if wanted != request.frames:
+            log.info("Wan makes 4k+1 frames: generating %d and keeping the first %d", request.frames, wanted)
+        frames_out = engine.generate_video(request, Hooks(progress=timer))[:wanted]
         return VideoResult(
             frames_out,
             request.seed,
-            video_parameters(request, self._label()),
+            {**video_parameters(request, self._label()), "frames": wanted},
             {"load": self.load_seconds, **timer.timings()},
         )

@@ -113,14 +113,31 @@ class ModelContext:
 
 @dataclasses.dataclass(frozen=True)
 class PreparedImage:
-    """A checked image request, the canvas it is generated on, and what the size policy did."""
+    """A checked image request, the canvas it is generated on, and what the size policy did.
+
+    ``recorded_prompt``: the prompt as infotexts record it (A1111 keeps ``<lora:...>`` tags in
+    the prompt; LoRAs given as arguments are added as tags); ``lora_names``: the name each of
+    ``request.loras`` goes by in those tags."""
 
     request: ImageRequest
     geometry: sizing.Geometry
     notes: tuple[str, ...]
+    recorded_prompt: str = ""
+    lora_names: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- small checks
+
+
+def spelling(primary: str, value: Any, alias: str, alias_value: Any, *, required: bool = True) -> Any:
+    """The value of an argument that has a second accepted spelling (the integration plan's
+    ``model_path=``, ``init_image=``, ``video_frames=``): one of the two, never both."""
+    if value is not None and alias_value is not None:
+        raise InvalidInputError(f"give {primary}= or {alias}=, not both (they are the same argument)")
+    value = alias_value if value is None else value
+    if value is None and required:
+        raise InvalidInputError(f"missing argument {primary}= (also accepted as {alias}=)")
+    return value
 
 
 def resolve_seed(seed: Any) -> int:
@@ -185,6 +202,20 @@ def _lora(path_or_name: Any, weight: Any, lora_dir: Path | None) -> LoraSpec:
 
 def _loras(given: Any, tags: list[tuple[str, float]], lora_dir: Path | None) -> tuple[LoraSpec, ...]:
     return tuple(_lora(p, w, lora_dir) for p, w in list(given) + tags)
+
+
+def _lora_tag_name(path_or_name: Any) -> str:
+    """The name a LoRA given as an argument goes by in a ``<lora:name:weight>`` tag."""
+    p = Path(path_or_name)
+    return p.stem if p.is_file() else str(path_or_name)
+
+
+def _recorded(prompt: str, given: Any, tags: list[tuple[str, float]]) -> tuple[str, tuple[str, ...]]:
+    """The prompt as infotexts record it, and the name of each LoRA (arguments, then tags)."""
+    named = [(_lora_tag_name(p), w) for p, w in given]
+    extra = " ".join(f"<lora:{n}:{w:g}>" for n, w in named)
+    recorded = f"{prompt} {extra}".strip() if extra else prompt
+    return recorded, tuple(n for n, _ in named) + tuple(n for n, _ in tags)
 
 
 def _sampling(steps: Any, cfg_scale: Any, sampler: Any, scheduler: Any, m: ModelContext) -> Sampling:
@@ -277,7 +308,8 @@ def _photo_maker(value: Any, m: ModelContext) -> PhotoMakerInput | None:
 
 def check_image_args(a: ImageArgs, m: ModelContext) -> PreparedImage:
     """The checked request of one ``SDModel.generate`` call (no native work)."""
-    prompt, tags = split_lora_tags(_text("prompt", a.prompt))
+    raw_prompt = _text("prompt", a.prompt)
+    prompt, tags = split_lora_tags(raw_prompt)
     negative = _text("negative_prompt", a.negative_prompt)
     init = None if a.init_image is None else as_pil(a.init_image, "RGB", "init_image")
     canvas = _Canvas(*_size(a, init, m.defaults))
@@ -306,7 +338,8 @@ def check_image_args(a: ImageArgs, m: ModelContext) -> PreparedImage:
         log.info("size: %s", canvas.geometry.describe())
     if sampling.cfg_scale == 1.0 and negative:
         log.warning("cfg_scale is 1: the negative prompt has no effect")
-    return PreparedImage(request, canvas.geometry, tuple(notes))
+    recorded, lora_names = _recorded(raw_prompt, list(a.loras), tags)
+    return PreparedImage(request, canvas.geometry, tuple(notes), recorded, lora_names)
 
 
 # --------------------------------------------------------------------------- editing
@@ -334,11 +367,14 @@ def edit_size(width: Any, height: Any, first: Any, d: FamilyDefaults) -> tuple[A
 # --------------------------------------------------------------------------- video
 
 
-def _frames(value: Any, d: FamilyDefaults) -> int:
-    frames = check("frames", (d.video_frames or 33) if value is None else value, "frames")
-    if (frames - 1) % 4:
-        raise InvalidInputError(f"frames must be 4k+1 (1, 5, 9, ... 81) for Wan models; got {frames}")
-    return frames
+def wanted_frames(value: Any, d: FamilyDefaults) -> int:
+    """The number of frames the user asked for (the family's default when ``None``)."""
+    return check("frames", (d.video_frames or 33) if value is None else value, "frames")
+
+
+def generated_frames(wanted: int) -> int:
+    """Wan makes 4k+1 frames: the smallest such count that holds ``wanted`` frames."""
+    return wanted + (-(wanted - 1)) % 4
 
 
 def _high_noise(a: VideoArgs, low: Sampling, m: ModelContext) -> Sampling | None:
@@ -367,7 +403,7 @@ def check_video_args(a: VideoArgs, m: ModelContext) -> VideoRequest:
         negative_prompt=_text("negative_prompt", a.negative_prompt),
         width=check("width", d.width if a.width is None else a.width, "video_side"),
         height=check("height", d.height if a.height is None else a.height, "video_side"),
-        frames=_frames(a.frames, d),
+        frames=generated_frames(wanted_frames(a.frames, d)),
         sampling=sampling,
         high_noise=_high_noise(a, sampling, m),
         seed=resolve_seed(a.seed),

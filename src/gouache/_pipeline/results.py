@@ -9,8 +9,9 @@ from typing import Any
 
 from PIL import Image
 
-from .._engines.requests import ImageRequest, VideoRequest
-from .sizing import Geometry
+from .._engines.requests import Hires, ImageRequest, VideoRequest
+from .._modelfiles.hashes import lora_short_hash
+from .requests import PreparedImage
 
 PathLike = str | os.PathLike[str]
 
@@ -63,11 +64,13 @@ class VideoResult:
 
 @dataclasses.dataclass(frozen=True)
 class ModelLabel:
-    """How results name the model that made them."""
+    """How results name the model that made them (``hash``: A1111's ``Model hash``, the
+    first 10 hex digits of the file's SHA-256)."""
 
     name: str
     family: str
     engine: str
+    hash: str | None = None
 
 
 def _common(r: ImageRequest | VideoRequest, model: ModelLabel) -> dict[str, Any]:
@@ -81,25 +84,46 @@ def _common(r: ImageRequest | VideoRequest, model: ModelLabel) -> dict[str, Any]
         "cfg_scale": s.cfg_scale,
         "seed": r.seed,
         "model": model.name,
+        "model_hash": model.hash,
         "engine": model.engine,
     }
 
 
-def image_parameters(r: ImageRequest, geometry: Geometry, notes: tuple[str, ...], model: ModelLabel) -> dict[str, Any]:
-    """Every value one image generation used, engine-neutral (``GenerationResult.parameters``)."""
+def _hires(h: Hires) -> dict[str, Any]:
+    return {
+        "scale": h.scale,
+        "upscaler": h.upscaler,
+        "model": None if h.model is None else str(h.model),
+        "steps": h.steps,
+        "denoising_strength": h.denoising_strength,
+        "width": h.width,
+        "height": h.height,
+    }
+
+
+def image_parameters(prepared: PreparedImage, model: ModelLabel) -> dict[str, Any]:
+    """Every value one image generation used, engine-neutral (``GenerationResult.parameters``).
+
+    ``prompt`` is the prompt as recorded (``<lora:...>`` tags kept, as A1111 records them);
+    ``lora_hashes`` maps each LoRA's tag name to A1111's short hash of its file."""
+    r, geometry, notes = prepared.request, prepared.geometry, prepared.notes
     p = _common(r, model)
     p.update(
+        prompt=prepared.recorded_prompt or r.prompt,
         width=geometry.width,
         height=geometry.height,
         batch=r.batch,
         family=model.family,
         clip_skip=r.clip_skip,
         loras=[(str(lora.path), lora.weight) for lora in r.loras],
+        lora_hashes={n: lora_short_hash(lora.path) for n, lora in zip(prepared.lora_names, r.loras)},
     )
     if r.init is not None:
         p["strength"] = r.init.strength
     if r.control is not None:
         p["control_strength"] = r.control.strength
+    if r.hires is not None:
+        p["hires"] = _hires(r.hires)
     if notes:
         p["size_policy"] = "; ".join(notes)
     return p

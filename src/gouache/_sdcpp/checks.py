@@ -32,6 +32,7 @@ from typing import Any
 from .._errors import InvalidInputError
 from .._limits import check
 from .._modelfiles.architecture import LLM_NEEDS, LLMFacts, ModelFacts, llm_arch_name
+from .._modelfiles.folders import is_diffusers_folder
 from .._modelfiles.headers import TensorInfo, check_file, read_tensors, sniff
 from .genparams import SDImageGenParams, SDVideoGenParams, lora_list
 from .native import CacheMode, HiresUpscaler, SampleMethod, Scheduler
@@ -51,6 +52,9 @@ def _model_facts(p: SDContextParams) -> ModelFacts:
         if value is None:
             continue
         what = name.replace("_path", "").replace("_", " ") + " file"
+        if name == "model_path" and is_diffusers_folder(value):  # the engine reads the folder itself
+            known = False
+            continue
         if name in _DIFFUSION_FILES:
             found = read_tensors(value, what)
             known = known and found is not None

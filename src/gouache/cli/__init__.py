@@ -16,7 +16,9 @@ import traceback
 from .._errors import GouacheError, InvalidInputError
 from ..batch import _cli as batch_cli
 from ..server import _cli as serve_cli
+from .arguments import resolve_prompt
 from .commands import run_assemble, run_convert, run_enhance, run_info, run_models, run_pull, run_upscale
+from .firstrun import choose_model
 from .generate import Failure, run_generation
 from .output import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
 from .parser import GENERATION_COMMANDS, build_parser
@@ -44,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING, format="%(name)s: %(message)s")
-    if a.command in GENERATION_COMMANDS and not a.model and not a.diffusion_model:
-        parser.error(f"{a.command}: give -m/--model or --diffusion-model")
+    if not a.debug:  # libraries' retry chatter would come before gouache's one line
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         if a.command in GENERATION_COMMANDS:
-            return run_generation(a, argv)
+            resolve_prompt(a)
+            return run_generation(a, argv + choose_model(a))
         return _COMMANDS[a.command](a)
     except Failure as exc:
         print(f"gouache: error: {exc}", file=sys.stderr)
@@ -66,3 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.debug:
             traceback.print_exc()
         return EXIT_USAGE if isinstance(exc, InvalidInputError) else EXIT_RUNTIME
+    except Exception as exc:  # noqa: BLE001 - an unexpected error: one line, the traceback with --debug
+        if a.debug:
+            traceback.print_exc()
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"gouache: error: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_RUNTIME

@@ -40,6 +40,16 @@ def lora_args(values: list[str]) -> list[tuple[str, float]]:
     return out
 
 
+def resolve_prompt(a: argparse.Namespace) -> None:
+    """The prompt of a generation command: positional or ``-p/--prompt`` (sd-cli's habit), one of them."""
+    given = getattr(a, "prompt_option", None)
+    if a.prompt is not None and given is not None:
+        raise InvalidInputError("give the prompt once: as the positional PROMPT or as -p/--prompt, not both")
+    if a.prompt is None and given is None:
+        raise InvalidInputError(f"{a.command}: give a prompt (positional PROMPT or -p/--prompt)")
+    a.prompt = a.prompt if given is None else given
+
+
 def model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``SDModel`` (the model file itself aside)."""
     return dict(

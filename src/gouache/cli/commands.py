@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._engines.registry import ENGINES, explain_all, select_engine
+from .._engines.registry import ENGINES, engine_class, explain_all, select_engine
 from .._engines.requests import ModelFiles
 from .._errors import InvalidInputError
 from .._files import check_writable
@@ -69,15 +69,36 @@ def _model_info(path: str) -> dict[str, Any]:
     return data
 
 
+def _engine_version() -> str:
+    """stable-diffusion.cpp's version for people: its own, else the carrier package's."""
+    from importlib import metadata
+
+    from .. import version
+
+    v = version()
+    own = " ".join(
+        x for x in (v.get("version"), v.get("commit") and f"(commit {v['commit']})") if x and "unknown" not in x
+    )
+    try:
+        carrier = f"stable-diffusion-cpp-python {metadata.version('stable-diffusion-cpp-python')}"
+    except metadata.PackageNotFoundError:
+        carrier = ""
+    if own and carrier:
+        return f"{own}, from {carrier}"
+    return own or (f"the library of {carrier}" if carrier else "unknown")
+
+
 def _system_info() -> dict[str, Any]:
-    from .. import physical_cores, system_info, version
+    from .. import physical_cores, system_info
     from .._sdcpp.library import library_path
 
+    reasons = explain_all()
+    usable = [name for name in sorted(ENGINES) if engine_class(name).explain().usable]
     return {
         "gouache": __version__,
-        "engines": ", ".join(sorted(ENGINES)),
-        "torch_engine": explain_all()["torch"],
-        "stable_diffusion_cpp": version(),
+        "engines": ", ".join(usable),
+        "torch_engine": reasons["torch"],
+        "stable_diffusion_cpp": _engine_version(),
         "library": library_path(),
         "physical_cores": physical_cores(),
         "system_info": " ".join(system_info().split()),

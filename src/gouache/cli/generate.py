@@ -25,7 +25,7 @@ from .._errors import InvalidInputError
 from .._files import check_writable, numbered_paths
 from .._limits import check
 from .._modelfiles.inspect import inspect
-from .arguments import edit_kwargs, generate_kwargs, model_kwargs, video_kwargs
+from .arguments import edit_kwargs, generate_kwargs, model_kwargs, resolve_prompt, video_kwargs
 from .output import EXIT_INTERRUPTED, EXIT_OK, Progress
 from .parser import build_parser
 from .protocol import Failed, Finished, ImageReady, Loading, Message, Sampling, VideoReady
@@ -84,6 +84,7 @@ def child(conn, argv: list[str]) -> None:
     """Child process: load the model, generate image by image, send each one as it exists."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     a = build_parser().parse_args(argv)
+    resolve_prompt(a)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.ERROR, format="%(name)s: %(message)s")
     try:
         _run_job(a, conn.send)
@@ -98,7 +99,7 @@ def child(conn, argv: list[str]) -> None:
 
 def _engine_for(a: argparse.Namespace) -> str:
     """The engine the child will use (sdcpp when it cannot be told yet)."""
-    if a.engine == "auto" and a.model and Path(a.model).is_file():
+    if a.engine == "auto" and a.model and Path(a.model).exists():
         files = ModelFiles(
             model=Path(a.model), clip_l=a.clip_l, clip_g=a.clip_g, t5xxl=a.t5xxl, photo_maker=a.photo_maker
         )
@@ -133,7 +134,7 @@ def precheck(a: argparse.Namespace) -> None:
             check(f"--{name}", value, limit)
     for name in _FILE_OPTIONS:
         value = getattr(a, name, None)
-        if value is not None and not Path(value).is_file():
+        if value is not None and not Path(value).is_file() and not (name == "model" and Path(value).is_dir()):
             raise InvalidInputError(f"--{name.replace('_', '-')} file not found: {value!r}")
     for name in ("image", "ref_image", "control_frame"):
         for value in getattr(a, name, None) or ():

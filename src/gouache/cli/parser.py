@@ -29,7 +29,14 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
             "-m",
             "--model",
             metavar="PATH",
-            help="checkpoint file (.safetensors, .gguf, .ckpt); omit when using --diffusion-model",
+            help="checkpoint file (.safetensors, .gguf, .ckpt), diffusers folder, or catalog name"
+            " (default: $GOUACHE_MODEL, else the first checkpoint in $GOUACHE_MODEL_DIRS, else the"
+            " default few-step model, fetched once)",
+        )
+        g.add_argument(
+            "--forge",
+            action="store_true",
+            help="use a small random-weight model (no download, answers in seconds; the image is noise)",
         )
     g.add_argument("--diffusion-model", metavar="PATH", help="diffusion model alone (Flux, SD3, Wan ship as parts)")
     g.add_argument("--high-noise-diffusion-model", metavar="PATH", help="Wan 2.2 high-noise expert")
@@ -82,7 +89,8 @@ def _add_model_options(p: argparse.ArgumentParser, *, model_required: bool = Tru
 def _add_generation_options(p: argparse.ArgumentParser, *, prompt: bool = True) -> None:
     g = p.add_argument_group("generation")
     if prompt:
-        g.add_argument("prompt", help="prompt text; <lora:name:weight> tags are honoured")
+        g.add_argument("prompt", nargs="?", help="prompt text; <lora:name:weight> tags are honoured")
+        g.add_argument("-p", "--prompt", dest="prompt_option", metavar="TEXT", help="the prompt (sd-cli spelling)")
     g.add_argument("-n", "--negative-prompt", default="", help="negative prompt")
     g.add_argument("-W", "--width", type=int, help="width in pixels (default: the model family's)")
     g.add_argument("-H", "--height", type=int, help="height in pixels (default: the model family's)")
@@ -185,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("video", parents=[common], help="generate a video with a Wan model")
     _add_model_options(s)
-    s.add_argument("--frames", type=int, help="frames (4k+1)")
+    s.add_argument("--frames", type=int, help="frames (Wan makes 4k+1; other counts are trimmed from the next 4k+1)")
     s.add_argument("--fps", type=int, default=16, help="frames per second of the written file")
     s.add_argument("--init-image", "-i", metavar="PATH", help="first frame (image-to-video)")
     s.add_argument("--end-image", metavar="PATH", help="last frame")

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..._errors import InvalidInputError
 from ..._hardware import physical_cores
+from ..._modelfiles.folders import is_diffusers_folder
 from ..._modelfiles.headers import safetensors_header, sniff
 from ..._modelfiles.inspect import inspect
 from ..requests import EngineOptions, ModelFiles, ProgressFn
@@ -187,7 +188,7 @@ def config_family(files: ModelFiles) -> str:
             "the torch engine loads single-file checkpoints: pass model=, or use engine='sdcpp'"
             " for models shipped as parts (diffusion_model=...)"
         )
-    if sniff(files.model) == "gguf":
+    if not is_diffusers_folder(files.model) and sniff(files.model) == "gguf":
         raise InvalidInputError("the torch engine does not load GGUF files; use engine='sdcpp'")
     for name in _PART_FILES:
         if getattr(files, name) is not None:
@@ -201,6 +202,14 @@ def config_family(files: ModelFiles) -> str:
             f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)} (use engine='sdcpp')"
         )
     return "sd2_v" if family == "sd2" and info.variant == "768-v" else SUPPORTED[family]
+
+
+def _load_folder(pipe_cls, folder: Path, dtype):
+    """``pipe_cls`` from a diffusers folder (``model_index.json`` + subfolders), offline."""
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    if (folder / "safety_checker").is_dir():
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    return pipe_cls.from_pretrained(str(folder), **kwargs)
 
 
 def _clip_skip_compat(pipe) -> None:
@@ -260,7 +269,10 @@ def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load
             on_load_progress(step, 3, time.perf_counter() - t0)
 
     progress(0)
-    pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
+    if is_diffusers_folder(files.model):
+        pipe = _load_folder(pipe_cls, files.model, dtype)
+    else:
+        pipe = _load_pipeline(pipe_cls, files.model, cfg, dtype)
     progress(1)
     if files.vae is not None:
         pipe.vae = D.AutoencoderKL.from_single_file(
