@@ -1,0 +1,182 @@
+"""gouache serve on Ray Serve: a local Ray (2 CPUs) started here, two replicas of the real app,
+each with its own model worker (sdcpp, forged tiny SD1 + TAESD, 64x64, 2 steps), reached
+through the real clients over loopback on a port chosen here.
+
+* webuiapi txt2img and openai images.generate work, both replicas serve (distinct
+  ``X-Gouache-Replica``) and give the same pixels for the same seed;
+* per-replica state (job API, progress, OpenAI ``url``) answers 409 naming ``--replicas 1``;
+* killing one replica's actor while requests run fails at most the requests it held; later
+  requests succeed, Serve replaces the replica, and the dead replica's worker process is gone;
+* bad flags exit 2 with one line naming them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "gouache[ray]")')
+serve = pytest.importorskip("ray.serve")
+psutil = pytest.importorskip("psutil")
+openai = pytest.importorskip("openai")
+webuiapi = pytest.importorskip("webuiapi")
+
+from gouache.server import ServerConfig  # noqa: E402
+from gouache.server._rayserve import APP_NAME, DEPLOYMENT_NAME, RayServeOptions, application  # noqa: E402
+from gouache.testing import forge  # noqa: E402
+
+from .server_helpers import FAST, unb64  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+REPLICA_PREFIX = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT_NAME}#"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    ray.init(num_cpus=2, object_store_memory=300 * 2**20, include_dashboard=False, logging_level=logging.WARNING)
+    port = free_port()
+    config = ServerConfig(model=str(forge.sd1_tiny()), taesd=str(forge.taesd()), engine="sdcpp", threads=1)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(application(config, RayServeOptions(replicas=2)), name=APP_NAME, route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def txt2img(url: str, seed: int) -> tuple[str, np.ndarray]:
+    """One A1111 txt2img over httpx: (replica, pixels)."""
+    r = httpx.post(f"{url}/sdapi/v1/txt2img", json={"prompt": "a red cube", "seed": seed, **FAST}, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.headers["x-gouache-replica"], np.asarray(unb64(r.json()["images"][0]).convert("RGB"))
+
+
+def concurrently(fn, n: int) -> list:
+    """``fn(i)`` for i < n on n threads; each result, or the exception it raised."""
+    with cf.ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(fn, i) for i in range(n)]
+        out = []
+        for f in futures:
+            try:
+                out.append(f.result(timeout=600))
+            except Exception as exc:  # noqa: BLE001 - the test counts failures
+                out.append(exc)
+        return out
+
+
+def replica_actors() -> list[str]:
+    return sorted(
+        a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(REPLICA_PREFIX)
+    )
+
+
+def running_replicas() -> int:
+    app = serve.status().applications.get(APP_NAME)
+    if app is None or DEPLOYMENT_NAME not in app.deployments:
+        return 0
+    return app.deployments[DEPLOYMENT_NAME].replica_states.get("RUNNING", 0)
+
+
+def test_two_replicas_serve_the_real_clients_with_the_same_pixels(url):
+    host, port = url.removeprefix("http://").split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
+    result = api.txt2img(prompt="a red cube", seed=7, width=64, height=64, cfg_scale=1.0)
+    assert result.image.size == (64, 64) and np.asarray(result.image).std() > 0
+    assert result.info["seed"] == 7
+
+    oa = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    raw = oa.images.with_raw_response.generate(
+        prompt="a blue sphere", size="64x64", extra_body={"steps": 2, "seed": 5, "cfg_scale": 1.0}
+    )
+    assert raw.headers["x-gouache-replica"]
+    im = unb64(raw.parse().data[0].b64_json)
+    assert im.size == (64, 64) and "Seed: 5" in im.info["parameters"]
+
+    answers = concurrently(lambda i: txt2img(url, seed=11), 6)
+    assert all(isinstance(a, tuple) for a in answers), answers
+    replicas = {replica for replica, _ in answers}
+    assert len(replicas) == 2, replicas  # both replicas served
+    first = answers[0][1]
+    assert all(np.array_equal(first, pixels) for _, pixels in answers)  # same seed, same image on each
+
+
+def test_state_kept_in_one_replica_is_refused_with_several(url):
+    for method, path in (("GET", "/v1/jobs"), ("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/interrupt")):
+        r = httpx.request(method, url + path, timeout=60)
+        assert r.status_code == 409, (path, r.text)
+        assert "--replicas 1" in r.text and r.headers["x-gouache-replica"]
+    oa = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    with pytest.raises(openai.ConflictError, match="--replicas 1"):
+        oa.images.generate(prompt="x", size="64x64", response_format="url", extra_body={"steps": 2})
+    assert httpx.get(url + "/sdapi/v1/options", timeout=60).status_code == 200  # reading options is fine
+
+
+def wait_for(predicate, limit: float, what: str) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.5)
+
+
+def test_killing_a_replica_fails_only_its_requests_and_serve_replaces_it(url):
+    wait_for(lambda: running_replicas() == 2, 300, "two replicas running")
+    before = replica_actors()
+    assert len(before) == 2, before
+    victim = ray.get_actor(before[0], namespace="serve")
+    victim_pid = ray.get(victim.__ray_call__.remote(lambda self: __import__("os").getpid()))
+    victim_workers = [p.pid for p in psutil.Process(victim_pid).children(recursive=True)]
+    assert victim_workers  # the replica owns its model worker process
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(txt2img, url, 20 + i) for i in range(4)]
+        time.sleep(1.0)  # the requests are in flight on both replicas
+        done_before_kill = sum(f.done() for f in futures)
+        ray.kill(victim, no_restart=True)
+        results = []
+        for f in futures:
+            try:
+                results.append(f.result(timeout=600))
+            except Exception as exc:  # noqa: BLE001 - counted below
+                results.append(exc)
+    failed = [r for r in results if not isinstance(r, tuple)]
+    survivors = {r[0] for r in results if isinstance(r, tuple)}
+    # only the requests the dead replica held fail: the other replica's answers all arrive
+    assert len(failed) <= 4 - done_before_kill and len(failed) < 4, results
+    assert survivors, results
+
+    after_kill = concurrently(lambda i: txt2img(url, 40 + i), 3)  # routed around the dead replica
+    assert all(isinstance(a, tuple) for a in after_kill), after_kill
+
+    wait_for(lambda: running_replicas() == 2 and before[0] not in replica_actors(), 300, "replica replaced")
+    assert len(replica_actors()) == 2
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in victim_workers), 30, "dead replica's worker ended")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--replicas", "0"], "--replicas"), (["--gpus-per-replica", "-1"], "--gpus-per-replica")],
+)
+def test_bad_ray_flags_exit_2_with_one_line(flags, named):
+    p = subprocess.run(
+        [sys.executable, "-m", "gouache", "serve", "--ray", *flags], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], p.stderr
