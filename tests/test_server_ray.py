@@ -13,7 +13,9 @@ through the real clients over loopback on a port chosen here.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +46,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_cli_serve_ray_with_one_replica_keeps_the_job_api_and_stops_on_sigterm(tmp_path):
+    """``gouache serve --ray --replicas 1`` as a user runs it (its own local Ray): the job API
+    works (one replica holds all state), SIGTERM shuts Serve and Ray down and exits 0."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "gouache", "serve", "--ray", "--replicas", "1", "--port", str(port)]
+    argv += ["--model", str(forge.sd1_tiny()), "--taesd", str(forge.taesd()), "--engine", "sdcpp", "--threads", "1"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is not None or up(base), 300, "gouache serve --ray answering")
+        assert proc.poll() is None, log.read_text()
+        with httpx.Client(base_url=base, timeout=300) as c:
+            r = c.post("/v1/jobs", json={"kind": "generate", "prompt": "a cube", "seed": 3, **FAST})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            wait_for(lambda: c.get(f"/v1/jobs/{job_id}").json()["state"] not in ("queued", "running"), 300, "job")
+            assert c.get(f"/v1/jobs/{job_id}").json()["state"] == "done"
+            png = c.get(f"/v1/jobs/{job_id}/results/0")
+            assert png.status_code == 200 and unb64_bytes(png.content).size == (64, 64)
+            assert c.get("/sdapi/v1/progress").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(180) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def up(base: str) -> bool:
+    try:
+        return httpx.get(base + "/sdapi/v1/options", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def unb64_bytes(data: bytes):
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
 
 
 @pytest.fixture(scope="module")
