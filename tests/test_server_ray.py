@@ -31,13 +31,19 @@ psutil = pytest.importorskip("psutil")
 openai = pytest.importorskip("openai")
 webuiapi = pytest.importorskip("webuiapi")
 
+from gouache import InvalidInputError  # noqa: E402
 from gouache.server import ServerConfig  # noqa: E402
-from gouache.server._rayserve import APP_NAME, DEPLOYMENT_NAME, RayServeOptions, application  # noqa: E402
+from gouache.server._rayserve import (  # noqa: E402
+    APP_NAME,
+    DEPLOYMENT_NAME,
+    RayServeOptions,
+    application,
+    parse_autoscaling,
+    single_replica_refusal,
+)
 from gouache.testing import forge  # noqa: E402
 
 from .server_helpers import FAST, unb64  # noqa: E402
-
-pytestmark = pytest.mark.slow
 
 REPLICA_PREFIX = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT_NAME}#"
 
@@ -48,6 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_cli_serve_ray_with_one_replica_keeps_the_job_api_and_stops_on_sigterm(tmp_path):
     """``gouache serve --ray --replicas 1`` as a user runs it (its own local Ray): the job API
     works (one replica holds all state), SIGTERM shuts Serve and Ray down and exits 0."""
@@ -140,6 +147,7 @@ def running_replicas() -> int:
     return app.deployments[DEPLOYMENT_NAME].replica_states.get("RUNNING", 0)
 
 
+@pytest.mark.slow
 def test_two_replicas_serve_the_real_clients_with_the_same_pixels(url):
     host, port = url.removeprefix("http://").split(":")
     api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
@@ -163,6 +171,7 @@ def test_two_replicas_serve_the_real_clients_with_the_same_pixels(url):
     assert all(np.array_equal(first, pixels) for _, pixels in answers)  # same seed, same image on each
 
 
+@pytest.mark.slow
 def test_state_kept_in_one_replica_is_refused_with_several(url):
     for method, path in (("GET", "/v1/jobs"), ("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/interrupt")):
         r = httpx.request(method, url + path, timeout=60)
@@ -182,6 +191,7 @@ def wait_for(predicate, limit: float, what: str) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_killing_a_replica_fails_only_its_requests_and_serve_replaces_it(url):
     wait_for(lambda: running_replicas() == 2, 300, "two replicas running")
     before = replica_actors()
@@ -227,3 +237,38 @@ def test_bad_ray_flags_exit_2_with_one_line(flags, named):
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], p.stderr
+
+
+def test_autoscaling_flag_passes_through_to_serve_and_refuses_bad_values():
+    assert parse_autoscaling("1,4") == {"min_replicas": 1, "max_replicas": 4}
+    value = parse_autoscaling('{"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 2}')
+    opts = RayServeOptions(autoscaling=value).deployment_options(ServerConfig())
+    assert opts["autoscaling_config"] == value and "num_replicas" not in opts
+    assert RayServeOptions(autoscaling=value).max_replicas == 3
+    actor = RayServeOptions(replicas=2, gpus_per_replica=0.5).deployment_options(ServerConfig())["ray_actor_options"]
+    assert actor == {"num_cpus": 1.0, "num_gpus": 0.5}
+    for text, named in (("4,1", "min_replicas <= max_replicas"), ("2", "MIN,MAX"), ('{"maxi": 2}', "maxi")):
+        with pytest.raises(InvalidInputError, match=named):
+            parse_autoscaling(text)
+
+
+def test_only_per_replica_state_is_refused():
+    for method, path in (
+        ("POST", "/v1/jobs"),
+        ("GET", "/v1/jobs/abc/events"),
+        ("GET", "/v1/images/files/tok.png"),
+        ("GET", "/sdapi/v1/progress"),
+        ("POST", "/sdapi/v1/interrupt"),
+        ("POST", "/sdapi/v1/skip"),
+        ("POST", "/sdapi/v1/options"),
+    ):
+        assert "--replicas 1" in single_replica_refusal(method, path), path
+    for method, path in (
+        ("POST", "/sdapi/v1/txt2img"),
+        ("POST", "/sdapi/v1/img2img"),
+        ("GET", "/sdapi/v1/options"),
+        ("POST", "/v1/images/generations"),
+        ("GET", "/v1/server"),
+        ("GET", "/v1/jobsx"),
+    ):
+        assert single_replica_refusal(method, path) is None, path

@@ -168,7 +168,8 @@ def parse_autoscaling(text: str) -> dict[str, Any]:
 def single_replica_refusal(method: str, path: str) -> str | None:
     """Why ``method path`` cannot be served by one replica of several (None: it can)."""
     for m, prefix in STATEFUL_ROUTES:
-        if (m is None or m == method) and (path == prefix.rstrip("/") or path.startswith(prefix)):
+        route = prefix.rstrip("/")
+        if (m is None or m == method) and (path == route or path.startswith(route + "/")):
             return needs_single_replica(f"{method} {path}")
     return None
 
