@@ -184,15 +184,12 @@ def needs_single_replica(what: str) -> str:
     )
 
 
-class ReplicaGuard:
-    """Pure-ASGI middleware of a replica: the ``X-Gouache-Replica`` header on every answer,
-    and ``409`` for the routes of :data:`STATEFUL_ROUTES` when the deployment may have several
-    replicas."""
+class ReplicaTag:
+    """Pure-ASGI middleware (outermost): the ``X-Gouache-Replica`` header on every answer."""
 
-    def __init__(self, app, replica: str, several: bool) -> None:
+    def __init__(self, app, replica: str) -> None:
         self.app = app
         self.replica = replica.encode()
-        self.several = several
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -204,14 +201,26 @@ class ReplicaGuard:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-gouache-replica", self.replica)]}
             await send(message)
 
-        problem = single_replica_refusal(scope["method"], scope["path"]) if self.several else None
-        if problem is not None:
-            from ._app import _respond
-            from ._errors import ApiError
-
-            await _respond(tagging_send, scope["path"], ApiError(409, problem, code="needs_single_replica"))
-            return
         await self.app(scope, receive, tagging_send)
+
+
+class SingleReplicaRoutes:
+    """Pure-ASGI middleware (innermost: after the key check, CORS and the body limit): ``409``
+    for the routes of :data:`STATEFUL_ROUTES`; installed only when the deployment may have
+    several replicas."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        problem = single_replica_refusal(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        from ._app import _respond
+        from ._errors import ApiError
+
+        await _respond(send, scope["path"], ApiError(409, problem, code="needs_single_replica"))
 
 
 class GouacheReplica:
@@ -231,7 +240,11 @@ class GouacheReplica:
         self.state = app.state.gouache
         self.state.several_replicas = self.several
         replica = f"{serve.get_replica_context().replica_id.unique_id} pid={os.getpid()}"
-        app.add_middleware(ReplicaGuard, replica=replica, several=self.several)
+        if self.several:
+            from starlette.middleware import Middleware
+
+            app.user_middleware.append(Middleware(SingleReplicaRoutes))  # innermost
+        app.add_middleware(ReplicaTag, replica=replica)  # outermost
         return app
 
     def check_health(self) -> None:
