@@ -9,6 +9,10 @@
 Each loaded model runs in its own worker process, so an engine crash fails one job and
 never the server.  ``pip install "gouache[server]"``.
 
+``gouache serve --ray`` runs the same app as a Ray Serve deployment (``gouache[ray]``): each
+replica owns its workers; with several replicas the routes that keep state in one replica
+(job API, A1111 progress/interrupt/skip/options, OpenAI ``url``) answer 409.
+
 >>> from gouache.server import ServerConfig, create_app
 >>> app = create_app(ServerConfig(model="model.safetensors"))  # doctest: +SKIP
 """

@@ -43,6 +43,9 @@ class ServerState:
             "live_previews_enable": True,
             "eta_noise_seed_delta": 0,
         }
+        #: Set by a Ray Serve replica when the deployment may have several replicas: state
+        #: kept in one replica (OpenAI url results) is then refused with a 409.
+        self.several_replicas = False
         self._shutdown: threading.Thread | None = None
         self._lock = threading.Lock()
         self._sweeper: asyncio.Task | None = None

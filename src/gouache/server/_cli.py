@@ -65,6 +65,20 @@ def add_parser(subparsers, parent: argparse.ArgumentParser | None = None) -> arg
         metavar="SECONDS",
         help="at SIGTERM/Ctrl-C, running jobs get this long to finish before they are cancelled",
     )
+    r = p.add_argument_group(
+        "Ray Serve (needs gouache[ray]; with more than one replica the job API, progress/interrupt/options"
+        " and OpenAI url results answer 409: use --replicas 1 for them)"
+    )
+    r.add_argument("--ray", action="store_true", help="serve as a Ray Serve deployment (local Ray or --ray-address)")
+    r.add_argument("--replicas", type=int, metavar="N", help="replicas, each with its own model worker (default 1)")
+    r.add_argument("--gpus-per-replica", type=float, metavar="G", help="GPUs each replica reserves (default 0)")
+    r.add_argument("--cpus-per-replica", type=float, metavar="C", help="CPUs each replica reserves (default 1)")
+    r.add_argument(
+        "--autoscaling",
+        metavar="MIN,MAX|JSON",
+        help="let Serve scale between MIN and MAX replicas, or a JSON object of Serve's autoscaling_config",
+    )
+    r.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (e.g. ray://head:10001 or auto)")
     g = p.add_argument_group("limits (checked before any work; 4xx naming the limit)")
     g.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB")
     g.add_argument("--max-pixels", type=int, default=2048 * 2048, help="largest width x height")
@@ -110,6 +124,40 @@ def config_from_args(a: argparse.Namespace):
     )
 
 
+#: Ray Serve flags and their ``RayServeOptions`` fields.
+RAY_FLAGS = {
+    "replicas": "--replicas",
+    "gpus_per_replica": "--gpus-per-replica",
+    "cpus_per_replica": "--cpus-per-replica",
+    "autoscaling": "--autoscaling",
+    "ray_address": "--ray-address",
+}
+
+
+def ray_options_from_args(a: argparse.Namespace):
+    """The Ray Serve options (None without ``--ray``; a Ray flag without ``--ray`` is refused)."""
+    from ._gouache import InvalidInputError
+
+    given = [flag for name, flag in RAY_FLAGS.items() if getattr(a, name, None) is not None]
+    if not a.ray:
+        if given:
+            raise InvalidInputError(f"{', '.join(given)} need(s) --ray")
+        return None
+    from ._rayserve import RayServeOptions, parse_autoscaling
+
+    if a.autoscaling is not None and a.replicas is not None:
+        raise InvalidInputError("give --replicas or --autoscaling, not both")
+    options = RayServeOptions(
+        replicas=1 if a.replicas is None else a.replicas,
+        gpus_per_replica=0.0 if a.gpus_per_replica is None else a.gpus_per_replica,
+        cpus_per_replica=1.0 if a.cpus_per_replica is None else a.cpus_per_replica,
+        autoscaling=None if a.autoscaling is None else parse_autoscaling(a.autoscaling),
+        address=a.ray_address,
+    )
+    options.check()
+    return options
+
+
 def _positive_int(flag: str, value: str) -> int:
     from ._gouache import InvalidInputError
 
@@ -129,10 +177,17 @@ def run(a: argparse.Namespace) -> int:
 
     config = config_from_args(a)
     config.check()
-    from . import serve
+    ray_options = ray_options_from_args(a)
 
     if not a.quiet:
         logging.getLogger("gouache.server").setLevel(logging.INFO)
+
+    if ray_options is not None:
+        from ._rayserve import run as run_on_ray
+
+        run_on_ray(config, ray_options)
+        return 0
+    from . import serve
 
     serve(config)
     return 0

@@ -81,6 +81,14 @@ def _format(response_format: str | None, output_format: str | None) -> str:
     return fmt
 
 
+def _check_url_allowed(state, fmt: str) -> None:
+    """``url`` results live in one replica: refused when several replicas serve (Ray Serve)."""
+    if fmt == "url" and state.several_replicas:
+        from .._rayserve import needs_single_replica
+
+        raise ApiError(409, needs_single_replica("response_format 'url'"), code="needs_single_replica")
+
+
 def _openai_errors(exc: ApiError) -> ApiError:
     """OpenAI answers bad parameters with 400."""
     if exc.status == 422:
@@ -121,6 +129,7 @@ async def generations(req: GenerationRequest, request: Request, response: Respon
     """Create images from a prompt (OpenAI ``images.generate``)."""
     state = _state(request)
     fmt = _format(req.response_format, req.output_format)
+    _check_url_allowed(state, fmt)
     width, height = _size(req.size, (None, None))
     order = B.ImageOrder(
         prompt=req.prompt,
@@ -209,6 +218,7 @@ async def _edit(state, request: Request, form, response: Response) -> dict[str, 
     else:
         mask = None
     fmt = _format(_field(form, "response_format"), _field(form, "output_format"))
+    _check_url_allowed(state, fmt)
     width, height = _size(_field(form, "size"), image.size)
     init = I.rgb(image)
     if (width, height) != init.size:
