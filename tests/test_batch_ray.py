@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
+import ray  # the test extra installs gouache[ray]
 from PIL import Image
-
-ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "gouache[ray]")')
-psutil = pytest.importorskip("psutil")
 
 import gouache.batch as gb  # noqa: E402
 from gouache.enhance import EnhanceConfig  # noqa: E402

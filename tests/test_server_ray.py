@@ -23,13 +23,12 @@ import time
 
 import httpx
 import numpy as np
+import openai
+import psutil
 import pytest
-
-ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "gouache[ray]")')
-serve = pytest.importorskip("ray.serve")
-psutil = pytest.importorskip("psutil")
-openai = pytest.importorskip("openai")
-webuiapi = pytest.importorskip("webuiapi")
+import ray  # the test extra installs gouache[ray]
+import webuiapi
+from ray import serve
 
 from gouache import InvalidInputError  # noqa: E402
 from gouache.server import ServerConfig  # noqa: E402
