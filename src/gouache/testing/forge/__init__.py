@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dit_family, sd1_family, sdxl_family
+from . import dit_family, sd1_family, sd2_family, sdxl_family
 from .dit_family import FLUX_HEAD_DIM, WAN21_1_3B, clip_l, flux, flux_vae, taehv, wan21_t2v, wan21_t2v_gguf
 from .io import FORGE_VERSION, cache_dir, spec_of
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
-from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
+from .sd2_family import sd2, sd2_tiny, sdxs09
+from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers, ssd1b, vega
 
 __all__ = [
     "FLUX_HEAD_DIM",
@@ -50,12 +51,17 @@ __all__ = [
     "lora_sd1_tiny",
     "sd1",
     "sd1_tiny",
+    "sd2",
+    "sd2_tiny",
     "sdxl",
     "sdxl_unet_diffusers",
     "sdxs",
+    "sdxs09",
     "spec_of",
+    "ssd1b",
     "taehv",
     "taesd",
+    "vega",
     "wan21_t2v",
     "wan21_t2v_gguf",
 ]
@@ -63,7 +69,7 @@ __all__ = [
 
 def _layout(kind: str, **spec: Any) -> dict:
     """``{tensor name: shape}`` of a forge model, without writing it (for tests and tooling)."""
-    builders = {**sd1_family.BUILDERS, **dit_family.BUILDERS, **sdxl_family.BUILDERS}
+    builders = {**sd1_family.BUILDERS, **sd2_family.BUILDERS, **dit_family.BUILDERS, **sdxl_family.BUILDERS}
     spec.setdefault("num_block", 1)
     if kind.startswith("lora_"):
         spec.setdefault("base", kind[len("lora_") :])
