@@ -138,3 +138,15 @@ def test_no_per_call_reinitialisation(sdxs_model):
     assert pipe.scheduler is not scheduler  # another sampler has its own scheduler ...
     sdxs_model.generate("a cube", seed=2, **FAST)
     assert pipe.scheduler is scheduler  # ... and the first one is kept
+
+
+def test_lcm_lora_four_steps_on_a_tiny_unet():
+    """LCM-LoRA's recipe (a LoRA, the lcm sampler, 4 steps, CFG 1) on the fast path: the LoRA's
+    layers land in the tiny UNet and change the image; its weight 0 gives back the plain image."""
+    lora = forge.lora_sd1_tiny(naming="kohya")
+    kw = dict(width=64, height=64, steps=4, cfg_scale=1.0, sampler="lcm", seed=3)
+    with g.SDModel(forge.sd1_tiny(), taesd=forge.taesd(), engine="torch") as m:
+        plain = m.generate("a cube", **kw).images[0]
+        with_lora = m.generate("a cube", loras=[(lora, 1.0)], **kw).images[0]
+        off = m.generate("a cube", loras=[(lora, 0.0)], **kw).images[0]
+    assert diff(plain, with_lora) > 0.5 and diff(plain, off) < 0.05
