@@ -106,7 +106,6 @@ def _kw(a) -> dict:
 def worker_engine(a, t0: float) -> dict:
     """A gouache engine end to end (sdcpp, torch, torch-fp32, torch-compile, sd-turbo, sdxl-turbo)."""
     import gouache as g
-
     from gouache.testing import forge
 
     engine = "sdcpp" if a.row == "sdcpp" else "torch"
@@ -346,7 +345,8 @@ def _f(x, fmt="{:.2f}") -> str:
 
 def report(results: dict, peak: dict, a) -> None:
     print(f"\nFast path: forged SDXS-512 + TAESD, {a.size}x{a.size}, 1 step, CFG 1, {a.threads} threads")
-    print(f"load average before: {a.load}; GEMM peak bf16 {peak.get('bf16', 0):.0f}, fp32 {peak.get('fp32', 0):.0f} GFLOP/s")
+    bf16, fp32 = peak.get("bf16", float("nan")), peak.get("fp32", float("nan"))
+    print(f"load average before: {a.load}; GEMM peak bf16 {bf16:.0f}, fp32 {fp32:.0f} GFLOP/s")
     head = (
         f"{'row':14} {'cold s':>7} {'prep s':>7} {'warm s':>7} {'same-prompt':>11} {'text':>6} {'unet':>6}"
         f" {'decode':>6} {'convert':>7} {'UNet GFLOP/s':>12} {'%bf16':>6} {'%fp32':>6}"
@@ -360,9 +360,10 @@ def report(results: dict, peak: dict, a) -> None:
         rate = r["flops"] / r["unet"] / 1e9 if r.get("flops") and r.get("unet") else None
         print(
             f"{row:14} {_f(r['cold']):>7} {_f(r['prep']):>7} {_f(r['warm']):>7} {_f(r.get('same')):>11}"
-            f" {_f(r.get('text')):>6} {_f(r.get('unet')):>6} {_f(r.get('decode')):>6} {_f(r.get('convert'), '{:.3f}'):>7}"
-            f" {_f(rate, '{:.0f}'):>12} {_f(rate and 100 * rate / peak.get('bf16', 1), '{:.0f}'):>6}"
-            f" {_f(rate and 100 * rate / peak.get('fp32', 1), '{:.0f}'):>6}"
+            f" {_f(r.get('text')):>6} {_f(r.get('unet')):>6} {_f(r.get('decode')):>6}"
+            f" {_f(r.get('convert'), '{:.3f}'):>7}"
+            f" {_f(rate, '{:.0f}'):>12} {_f(rate and 100 * rate / bf16, '{:.0f}'):>6}"
+            f" {_f(rate and 100 * rate / fp32, '{:.0f}'):>6}"
         )
     torch_warm = results.get("torch", {}).get("warm")
     if torch_warm:
