@@ -144,14 +144,14 @@ def test_auto_engine_selection(tiny_model, full_model):
     from gouache._engines.requests import ModelFiles
 
     assert select_engine("auto", "sd1", ModelFiles(model=full_model))[0] == "torch"
-    assert select_engine("auto", "sd1_tiny", ModelFiles(model=tiny_model))[0] == "sdcpp"
+    assert select_engine("auto", "sd1_tiny", ModelFiles(model=tiny_model))[0] == "torch"  # the fast path
     assert select_engine("auto", "sd1", ModelFiles(model=forge.gguf()))[0] == "sdcpp"
     assert select_engine("auto", "flux", ModelFiles(diffusion_model=forge.flux()))[0] == "sdcpp"
 
 
-def test_unsupported_family_refused(tiny_model):
-    with pytest.raises(g.InvalidInputError, match="does not support sd1_tiny"):
-        g.SDModel(tiny_model, engine="torch")
+def test_unsupported_family_refused():
+    with pytest.raises(g.InvalidInputError, match="does not support flux"):
+        g.SDModel(forge.flux(), engine="torch")
 
 
 def test_without_torch_the_error_says_what_to_install(full_model):

@@ -114,6 +114,56 @@ _UNET_SDXL = dict(
 )
 
 
+# The distilled UNets, as their diffusers configs describe them (BK-SDM: Kim et al. 2023; SDXS:
+# Song et al. 2024; SSD-1B / Vega: Gupta et al. 2024) and as unet.hpp builds them from the same
+# tensors: one res block per level and three levels, no middle block (the tiny SD1/SD2 UNets,
+# SDXS); SDXL without the middle transformer and with fewer transformer blocks (SSD-1B, Vega).
+_TINY = {
+    "block_out_channels": [320, 640, 1280],
+    "layers_per_block": 1,
+    "mid_block_type": None,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3,
+    "up_block_types": ["CrossAttnUpBlock2D"] * 3,
+}
+_UNET_SD1_TINY = dict(_UNET_SD1, **_TINY)
+# SDXS-512-DS: no attention at full resolution (attention_resolutions (4, 2) in unet.hpp)
+_UNET_SDXS = dict(
+    _UNET_SD1_TINY,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+)
+_UNET_SD2_TINY = dict(_UNET_SD2, **_TINY, attention_head_dim=[5, 10, 20])
+# SDXS-512-0.9: the first level's attn1 attends to the text (keys/values read the 1024-wide context).
+_UNET_SDXS09 = dict(_UNET_SD2_TINY, only_cross_attention=[True, False, False])
+_SEGMIND_MID = {"mid_block_type": "UNetMidBlock2D"}  # middle_block.0 only: one resnet, no attention
+_UNET_SSD1B = dict(
+    _UNET_SDXL,
+    **_SEGMIND_MID,
+    transformer_layers_per_block=[1, 2, 4],
+    reverse_transformer_layers_per_block=[[4, 4, 10], [2, 1, 1], [1, 1, 1]],
+)
+_UNET_VEGA = dict(_UNET_SDXL, **_SEGMIND_MID, transformer_layers_per_block=[1, 1, 2])
+
+# TAESD as the SDXS checkpoints carry it (diffusers AutoencoderTiny defaults: 4 latent channels,
+# scaling factor 1: the tiny autoencoder decodes the UNet's latents as they are).
+_TINY_VAE = {
+    "_class_name": "AutoencoderTiny",
+    "act_fn": "relu",
+    "decoder_block_out_channels": [64, 64, 64, 64],
+    "encoder_block_out_channels": [64, 64, 64, 64],
+    "in_channels": 3,
+    "latent_channels": 4,
+    "latent_magnitude": 3,
+    "latent_shift": 0.5,
+    "num_decoder_blocks": [3, 3, 3, 1],
+    "num_encoder_blocks": [1, 3, 3, 3],
+    "out_channels": 3,
+    "scaling_factor": 1.0,
+    "upsampling_scaling_factor": 2,
+    "force_upcast": False,
+}
+
+
 def _controlnet(unet: dict) -> dict:
     keep = (
         "act_fn",
@@ -211,13 +261,25 @@ def _sdxl() -> dict[str, dict]:
     return files
 
 
+def _with_tiny_vae(files: dict[str, dict]) -> dict[str, dict]:
+    """``files`` with the SDXS autoencoder (a TAESD) in place of the KL VAE."""
+    index = dict(files["model_index.json"], vae=["diffusers", "AutoencoderTiny"])
+    return {**files, "model_index.json": index, "vae/config.json": _TINY_VAE}
+
+
 #: family -> files of its config folder
 FAMILIES: dict[str, dict[str, dict]] = {
     "sd1": _sd(_UNET_SD1, _CLIP_L),
     "sd1_inpaint": _sd(dict(_UNET_SD1, in_channels=9), _CLIP_L),
+    "sd1_tiny": _sd(_UNET_SD1_TINY, _CLIP_L),
+    "sdxs": _with_tiny_vae(_sd(_UNET_SDXS, _CLIP_L)),
     "sd2": _sd(_UNET_SD2, _OPENCLIP_H),
     "sd2_v": _sd(_UNET_SD2, _OPENCLIP_H, prediction="v_prediction"),
+    "sd2_tiny": _sd(_UNET_SD2_TINY, _OPENCLIP_H),
+    "sdxs09": _with_tiny_vae(_sd(_UNET_SDXS09, _OPENCLIP_H)),
     "sdxl": _sdxl(),
+    "ssd1b": {**_sdxl(), "unet/config.json": _UNET_SSD1B},
+    "vega": {**_sdxl(), "unet/config.json": _UNET_VEGA},
 }
 FAMILIES["sdxl_inpaint"] = {**_sdxl(), "unet/config.json": dict(_UNET_SDXL, in_channels=9)}
 

@@ -34,6 +34,7 @@ from ..requests import (
     ProgressFn,
     VideoRequest,
 )
+from .embeddings import PromptCache
 from .loading import SUPPORTED, Loaded, load
 from .runtime import available, choose_precision, dtype_of, import_torch
 from .samplers import SAMPLERS, SCHEDULERS, make_scheduler
@@ -99,7 +100,10 @@ class TorchEngine(Engine):
         self.options = options
         self._variants: dict[str, Any] = {}
         self._adapters: dict[str, str] = {}
+        self._adapter_weights: tuple[tuple[str, float], ...] = ()
         self._base_scheduler = loaded.pipe.scheduler
+        self._schedulers: dict[tuple[str | None, str | None], Any] = {}
+        self.prompts = PromptCache()
 
     # -- what the engine is ------------------------------------------------------------
 
@@ -185,7 +189,18 @@ class TorchEngine(Engine):
         weights = dict.fromkeys(names, 0.0)
         for n, w in wanted:
             weights[n] += w
-        pipe.set_adapters(names, adapter_weights=[weights[n] for n in names])
+        state = tuple(weights.items())
+        if state != self._adapter_weights:  # the variants share the UNet and text encoder: set once
+            pipe.set_adapters(names, adapter_weights=[weights[n] for n in names])
+            self._adapter_weights = state
+
+    def _scheduler(self, sampler: str | None, schedule: str | None):
+        """The scheduler of a sampler/schedule pair, built once (diffusers resets its timesteps on
+        every call, so one instance serves every generation)."""
+        key = (sampler, schedule)
+        if key not in self._schedulers:
+            self._schedulers[key] = make_scheduler(self._base_scheduler.config, sampler, schedule)
+        return self._schedulers[key]
 
     def _set_vae_tiling(self, pipe, tiling: bool | None) -> None:
         enabled = self.options.vae_tiling if tiling is None else bool(tiling)
@@ -263,6 +278,7 @@ class TorchEngine(Engine):
 
     def _run(self, pipe, kwargs: dict[str, Any]) -> list[Any]:
         with import_torch().inference_mode():
+            kwargs = self.prompts.substitute(pipe, kwargs, self._adapter_weights)
             return list(pipe(**kwargs).images)
 
     def generate_images(self, r: ImageRequest, hooks: Hooks) -> list[Any]:
@@ -270,7 +286,7 @@ class TorchEngine(Engine):
         if r.control is not None and self.controlnet is None:
             raise InvalidInputError("control_image needs a ControlNet loaded with the model")
         pipe = self._variant(_kind(r))
-        pipe.scheduler = make_scheduler(self._base_scheduler.config, r.sampling.sampler, r.sampling.scheduler)
+        pipe.scheduler = self._scheduler(r.sampling.sampler, r.sampling.scheduler)
         self._apply_loras(pipe, r.loras)
         self._set_vae_tiling(pipe, r.vae_tiling)
         return self._run(pipe, self.call_kwargs(r, pipe, hooks))
@@ -282,6 +298,8 @@ class TorchEngine(Engine):
         """Drop the pipelines and give their memory back to the OS (not only to malloc)."""
         self.base = None
         self._variants.clear()
+        self._schedulers.clear()
+        self.prompts.clear()
         self.controlnet = None
         return_freed_memory()
 

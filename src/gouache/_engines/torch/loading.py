@@ -16,14 +16,35 @@ from ..._modelfiles.headers import safetensors_header, sniff
 from ..._modelfiles.inspect import inspect
 from ..requests import EngineOptions, ModelFiles, ProgressFn
 from .configs import config_dir
+from .distilled import compact_tiny_unet, config_of, is_tiny_unet, tiny_autoencoder
 from .runtime import choose_precision, dtype_of, import_torch
 
 log = logging.getLogger("gouache.torch")
 
 #: Families this engine loads (family value of gouache.inspect -> its config folder).
 SUPPORTED: MappingProxyType[str, str] = MappingProxyType(
-    {"sd1": "sd1", "sd1_inpaint": "sd1_inpaint", "sd2": "sd2", "sdxl": "sdxl", "sdxl_inpaint": "sdxl_inpaint"}
+    {
+        "sd1": "sd1",
+        "sd1_inpaint": "sd1_inpaint",
+        "sd1_tiny": "sd1_tiny",
+        "sd2": "sd2",
+        "sd2_tiny": "sd2_tiny",
+        "sdxl": "sdxl",
+        "sdxl_distilled": "ssd1b",
+        "sdxl_inpaint": "sdxl_inpaint",
+    }
 )
+#: Sub-models whose config folder differs from their family's ((family, variant) -> folder).
+VARIANT_CONFIGS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
+    {
+        ("sd1_tiny", "sdxs_512_ds"): "sdxs",
+        ("sd2", "768-v"): "sd2_v",
+        ("sd2_tiny", "sdxs_09"): "sdxs09",
+        ("sdxl_distilled", "vega"): "vega",
+    }
+)
+#: Families whose UNet lacks the middle block: diffusers' ControlNets do not fit them.
+_DISTILLED = frozenset({"sd1_tiny", "sd2_tiny", "sdxl_distilled"})
 #: Part files the torch engine never takes (its checkpoints hold their own text encoders).
 _PART_FILES = ("clip_l", "clip_g", "t5xxl", "photo_maker", "high_noise_diffusion_model")
 
@@ -40,17 +61,8 @@ class Loaded:
 
 
 def _tiny_vae(path: Path, dtype):
-    from diffusers import AutoencoderTiny
-    from safetensors.torch import load_file
-
-    vae = AutoencoderTiny(latent_channels=4)
-    state = load_file(str(path))
-    missing, unexpected = vae.load_state_dict(state, strict=False)
-    if missing:
-        raise InvalidInputError(
-            f"TAESD file {str(path)!r} does not match diffusers' AutoencoderTiny (missing {missing[:3]})"
-        )
-    return vae.to(dtype)
+    """The TAESD / TAESDXL file ``taesd=`` names, as diffusers' ``AutoencoderTiny``."""
+    return tiny_autoencoder(read_checkpoint(path, dtype), dtype, f"TAESD file {str(path)!r}")
 
 
 def read_checkpoint(path: Path, dtype) -> dict[str, Any]:
@@ -130,6 +142,8 @@ def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
 
     index = json.loads((cfg / "model_index.json").read_text())
     ckpt = read_checkpoint(path, dtype)
+    if is_tiny_unet(config_of(cfg, "unet")):
+        ckpt = compact_tiny_unet(ckpt)
     parts: dict[str, Any] = {}
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list):
@@ -139,7 +153,9 @@ def _load_pipeline(pipe_cls, path: Path, cfg: Path, dtype):
             parts[name] = None
             continue
         cls = getattr(D if lib == "diffusers" else transformers, cls_name)
-        if name in ("unet", "vae"):
+        if cls_name == "AutoencoderTiny":  # SDXS: the checkpoint's own TAESD
+            parts[name] = tiny_autoencoder(ckpt, dtype, f"{str(path)!r}", config_of(cfg, name))
+        elif name in ("unet", "vae"):
             parts[name] = cls.from_single_file(
                 ckpt, config=str(cfg), subfolder=name, local_files_only=True, torch_dtype=dtype
             )
@@ -201,7 +217,11 @@ def config_family(files: ModelFiles) -> str:
         raise InvalidInputError(
             f"the torch engine does not support {family} models; supported: {', '.join(SUPPORTED)} (use engine='sdcpp')"
         )
-    return "sd2_v" if family == "sd2" and info.variant == "768-v" else SUPPORTED[family]
+    if family in _DISTILLED and files.control_net is not None:
+        raise InvalidInputError(
+            f"ControlNet needs a UNet with its middle block; this {family} model ({info.variant}) has none"
+        )
+    return VARIANT_CONFIGS.get((family, info.variant or ""), SUPPORTED[family])
 
 
 def _load_folder(pipe_cls, folder: Path, dtype):
@@ -249,7 +269,7 @@ def load(files: ModelFiles, options: EngineOptions, threads: int | None, on_load
     import diffusers as D
 
     cfg_family = config_family(files)
-    family = cfg_family.replace("sd2_v", "sd2")
+    family = inspect(files.model).family.value
     torch.set_num_threads(threads or physical_cores())
     precision = choose_precision(options.precision, options.device)
     dtype = dtype_of(precision.dtype)

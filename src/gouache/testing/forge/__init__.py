@@ -27,7 +27,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dit_family, flux2_family, llm_family, qwen_family, sd1_family, sd3_family, sdxl_family, zimage_family
+from . import (
+    dit_family,
+    flux2_family,
+    llm_family,
+    qwen_family,
+    sd1_family,
+    sd2_family,
+    sd3_family,
+    sdxl_family,
+    zimage_family,
+)
 from .dit_family import (
     FLUX_HEAD_DIM,
     WAN21_1_3B,
@@ -46,8 +56,9 @@ from .io import FORGE_VERSION, cache_dir, spec_of
 from .llm_family import LLM_ARCHS, LLM_SIZES, llm
 from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
 from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
+from .sd2_family import sd2, sd2_tiny, sdxs09
 from .sd3_family import clip_g, sd3
-from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers
+from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers, ssd1b, vega
 from .zimage_family import Z_IMAGE, z_image
 
 __all__ = [
@@ -80,13 +91,18 @@ __all__ = [
     "qwen_image",
     "sd1",
     "sd1_tiny",
+    "sd2",
+    "sd2_tiny",
     "sd3",
     "sdxl",
     "sdxl_unet_diffusers",
     "sdxs",
+    "sdxs09",
     "spec_of",
+    "ssd1b",
     "taehv",
     "taesd",
+    "vega",
     "wan21_t2v",
     "wan21_t2v_gguf",
     "wan_vae",
@@ -98,6 +114,7 @@ def _layout(kind: str, **spec: Any) -> dict:
     """``{tensor name: shape}`` of a forge model, without writing it (for tests and tooling)."""
     builders = {
         **sd1_family.BUILDERS,
+        **sd2_family.BUILDERS,
         **dit_family.BUILDERS,
         **sdxl_family.BUILDERS,
         **flux2_family.BUILDERS,

@@ -43,18 +43,20 @@ def _resblock(p: str, ch: int, emb: int, out: int) -> Iterator[_Tensor]:
 
 
 def _spatial_transformer(
-    p: str, ch: int, context_dim: int, depth: int = 1, *, linear: bool = False
+    p: str, ch: int, context_dim: int, depth: int = 1, *, linear: bool = False, self_context: bool = False
 ) -> Iterator[_Tensor]:
     """SpatialTransformer with ``depth`` blocks; ``linear``: proj_in/proj_out are Linear ([C, C],
-    ``use_linear_projection`` as in SD2/SDXL), otherwise 1x1 convs ([C, C, 1, 1], SD1)."""
+    ``use_linear_projection`` as in SD2/SDXL), otherwise 1x1 convs ([C, C, 1, 1], SD1);
+    ``self_context``: ``attn1`` reads the text context too (keys/values ``[C, context_dim]``, SDXS-512-0.9)."""
     proj = (lambda name: _linear(name, ch, ch)) if linear else (lambda name: _conv(name, ch, ch, k=1))
+    kv_in = context_dim if self_context else ch
     yield from _norm(f"{p}.norm", ch)
     yield from proj(f"{p}.proj_in")
     for d in range(depth):
         b = f"{p}.transformer_blocks.{d}"
         yield from _linear(f"{b}.attn1.to_q", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn1.to_k", ch, ch, bias=False)
-        yield from _linear(f"{b}.attn1.to_v", ch, ch, bias=False)
+        yield from _linear(f"{b}.attn1.to_k", kv_in, ch, bias=False)
+        yield from _linear(f"{b}.attn1.to_v", kv_in, ch, bias=False)
         yield from _linear(f"{b}.attn1.to_out.0", ch, ch)
         yield from _linear(f"{b}.ff.net.0.proj", ch, ch * 4 * 2)
         yield from _linear(f"{b}.ff.net.2", ch * 4, ch)
@@ -75,7 +77,11 @@ class UNetShape:
     ``attention_at``: the downsampling factors with a SpatialTransformer; ``depth``: transformer
     blocks per level (``None``: one; the middle block uses the last); ``linear``: Linear
     proj_in/proj_out (SD2/SDXL) instead of 1x1 convs; ``adm_in``: ``label_emb`` input width
-    (SDXL 2816, else none); ``tiny``: the distilled UNets' block numbering, no middle block."""
+    (SDXL 2816, else none); ``tiny``: the distilled UNets' block numbering, no middle block;
+    ``middle``: ``"full"`` (resnet, transformer, resnet) or ``"resnet"`` (SSD-1B and Vega keep only
+    ``middle_block.0``); ``decoder_depth``: transformer blocks per output block, ``[level][j]``, where
+    they differ from ``depth`` (SSD-1B); ``self_context_at``: levels whose ``attn1`` reads the text
+    context (SDXS-512-0.9's first level)."""
 
     channel_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
@@ -88,10 +94,24 @@ class UNetShape:
     model_channels: int = 320
     in_channels: int = 4
     out_channels: int = 4
+    middle: str = "full"
+    decoder_depth: tuple[tuple[int, ...], ...] | None = None
+    self_context_at: tuple[int, ...] = ()
 
-    def transformer(self, p: str, ch: int, level: int, linear: bool | None = None) -> Iterator[_Tensor]:
+    def transformer(
+        self, p: str, ch: int, level: int, linear: bool | None = None, j: int | None = None
+    ) -> Iterator[_Tensor]:
         depth = 1 if self.depth is None else self.depth[level]
-        return _spatial_transformer(p, ch, self.context_dim, depth, linear=self.linear if linear is None else linear)
+        if j is not None and self.decoder_depth is not None:
+            depth = self.decoder_depth[level][j]
+        return _spatial_transformer(
+            p,
+            ch,
+            self.context_dim,
+            depth,
+            linear=self.linear if linear is None else linear,
+            self_context=level in self.self_context_at,
+        )
 
 
 def _embeddings(p: str, s: UNetShape) -> Iterator[_Tensor]:
@@ -134,6 +154,8 @@ def _encoder_levels(p: str, s: UNetShape, *, zero_convs: bool = False, linear: b
 def _middle(p: str, s: UNetShape, ch: int, linear: bool | None = None) -> Iterator[_Tensor]:
     emb = s.model_channels * 4
     yield from _resblock(f"{p}.middle_block.0", ch, emb, ch)
+    if s.middle == "resnet":
+        return
     yield from s.transformer(f"{p}.middle_block.1", ch, -1, linear)
     yield from _resblock(f"{p}.middle_block.2", ch, emb, ch)
 
@@ -148,7 +170,7 @@ def _decoder(p: str, s: UNetShape, ch: int, ds: int, chans: list[int]) -> Iterat
             ch = mult * mc
             up_idx = 1
             if ds in s.attention_at:
-                yield from s.transformer(f"{p}.output_blocks.{oidx}.1", ch, i)
+                yield from s.transformer(f"{p}.output_blocks.{oidx}.1", ch, i, j=j)
                 up_idx += 1
             if i > 0 and j == s.num_res_blocks:
                 if s.tiny:
@@ -231,6 +253,26 @@ def _clip_l(p: str) -> Iterator[_Tensor]:
         yield from _linear(f"{b}.mlp.fc2", inter, d)
         yield from _norm(f"{b}.layer_norm2", d)
     yield from _norm(f"{p}.final_layer_norm", d)
+
+
+def _open_clip(p: str, d: int, layers: int, inter: int) -> Iterator[_Tensor]:
+    """An OpenCLIP text tower in open_clip names (``token_embedding``, ``positional_embedding``,
+    ``transformer.resblocks.N.attn.in_proj_weight``, ``ln_final``, ``text_projection``): ViT-H/14
+    (SD2: width 1024, 24 layers, MLP 4096) under ``cond_stage_model.model``, ViT-bigG/14 (SDXL)
+    under ``conditioner.embedders.1.model``; mirrors clip.hpp after name_conversion.cpp."""
+    yield f"{p}.token_embedding.weight", (49408, d), _STD
+    yield f"{p}.positional_embedding", (77, d), _STD
+    for i in range(layers):
+        b = f"{p}.transformer.resblocks.{i}"
+        yield f"{b}.attn.in_proj_weight", (3 * d, d), _STD
+        yield f"{b}.attn.in_proj_bias", (3 * d,), _STD
+        yield from _linear(f"{b}.attn.out_proj", d, d)
+        yield from _norm(f"{b}.ln_1", d)
+        yield from _linear(f"{b}.mlp.c_fc", d, inter)
+        yield from _linear(f"{b}.mlp.c_proj", inter, d)
+        yield from _norm(f"{b}.ln_2", d)
+    yield from _norm(f"{p}.ln_final", d)
+    yield f"{p}.text_projection", (d, d), _STD
 
 
 # ---- KL autoencoder (ldm first_stage_model), mirrors auto_encoder_kl.hpp

@@ -3,6 +3,7 @@ in diffusers' layout, and an SDXL UNet alone in diffusers' layout (as SDXL-Light
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +14,13 @@ from .blocks import (
     _conv,
     _linear,
     _norm,
+    _open_clip,
     _spatial_transformer,
     _vae_kl,
     controlnet_of,
     unet_of,
 )
-from .io import _STD, _check_dtype, _Tensor, make
+from .io import _check_dtype, _Tensor, make
 from .sd1_family import _UNET, _VAE, _ldm_to_diffusers_block
 
 _SDXL_CONTEXT = 2048  # CLIP-L (768) + OpenCLIP bigG (1280) hidden states, concatenated
@@ -43,30 +45,26 @@ SDXL_UNET = UNetShape(
 )
 
 
+#: SSD-1B (Segmind): SDXL's UNet without the middle block's transformer and second resnet, 4
+#: transformer blocks at the deepest level, and the irregular decoder depths unet.hpp gives
+#: VERSION_SDXL_SSD1B (output blocks at level 2: 4, 4, 10; at level 1: 2, 1, 1).
+SSD1B_UNET = dataclasses.replace(
+    SDXL_UNET, depth=(1, 2, 4), decoder_depth=((1, 1, 1), (2, 1, 1), (4, 4, 10)), middle="resnet"
+)
+#: Segmind Vega: transformer depth 1/1/2 and the same middle block as SSD-1B (VERSION_SDXL_VEGA).
+VEGA_UNET = dataclasses.replace(SDXL_UNET, depth=(1, 1, 2), middle="resnet")
+
+
 def _unet_sdxl(p: str) -> Iterator[_Tensor]:
     """SDXL UNet (sgm openaimodel), mirrors unet.hpp for VERSION_SDXL (:data:`SDXL_UNET`)."""
     return unet_of(p, SDXL_UNET)
 
 
 def _open_clip_bigg(p: str) -> Iterator[_Tensor]:
-    """OpenCLIP ViT-bigG/14 text tower (open_clip names: ``token_embedding``,
-    ``transformer.resblocks.N.attn.in_proj_weight``, ``ln_final``, ``text_projection``), as in
-    the SDXL checkpoint under ``conditioner.embedders.1.model``; mirrors clip.hpp OPEN_CLIP_VIT_BIGG_14
-    (width 1280, 32 layers, 20 heads, MLP 5120, projection 1280) after name_conversion.cpp."""
-    d, inter, layers = 1280, 5120, 32
-    yield f"{p}.token_embedding.weight", (49408, d), _STD
-    yield f"{p}.positional_embedding", (77, d), _STD
-    for i in range(layers):
-        b = f"{p}.transformer.resblocks.{i}"
-        yield f"{b}.attn.in_proj_weight", (3 * d, d), _STD
-        yield f"{b}.attn.in_proj_bias", (3 * d,), _STD
-        yield from _linear(f"{b}.attn.out_proj", d, d)
-        yield from _norm(f"{b}.ln_1", d)
-        yield from _linear(f"{b}.mlp.c_fc", d, inter)
-        yield from _linear(f"{b}.mlp.c_proj", inter, d)
-        yield from _norm(f"{b}.ln_2", d)
-    yield from _norm(f"{p}.ln_final", d)
-    yield f"{p}.text_projection", (d, d), _STD
+    """OpenCLIP ViT-bigG/14 text tower (open_clip names), as in the SDXL checkpoint under
+    ``conditioner.embedders.1.model``; mirrors clip.hpp OPEN_CLIP_VIT_BIGG_14 (width 1280, 32 layers,
+    20 heads, MLP 5120, projection 1280) after name_conversion.cpp."""
+    return _open_clip(p, 1280, 32, 5120)
 
 
 def _controlnet_sdxl(p: str) -> Iterator[_Tensor]:
@@ -136,6 +134,13 @@ BUILDERS = {
     "controlnet_sdxl_diffusers": lambda s: _controlnet_sdxl_diffusers(),
 }
 BUILDERS["sdxl_unet_diffusers"] = lambda s: _unet_sdxl_diffusers()
+BUILDERS["ssd1b"] = lambda s: _sdxl_checkpoint(SSD1B_UNET)
+BUILDERS["vega"] = lambda s: _sdxl_checkpoint(VEGA_UNET)
+
+
+def _sdxl_checkpoint(unet: UNetShape) -> Iterator[_Tensor]:
+    """An SDXL-family single file: the UNet of shape ``unet`` with SDXL's two text encoders and VAE."""
+    return _chain(unet_of(_UNET, unet), _clip_l(_SDXL_CLIP_L), _open_clip_bigg(_SDXL_CLIP_G), _vae_kl(_VAE))
 
 
 def _make(kind: str, spec: dict) -> Path:
@@ -229,3 +234,20 @@ def sdxl_unet_diffusers(*, dtype: str = "f16", seed: int = 1) -> Path:
     Seed 1 by default, so its weights differ from :func:`sdxl`'s UNet; combine the two with
     :func:`gouache.assemble_checkpoint`.  2.57e9 parameters, ~5.1 GB in f16."""
     return _make("sdxl_unet_diffusers", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+# ---- the distilled SDXL UNets (Segmind)
+
+
+def ssd1b(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """SSD-1B checkpoint (single file, SDXL names): the distilled SDXL UNet of
+    :data:`SSD1B_UNET` with SDXL's CLIP-L, OpenCLIP bigG and VAE.  Detected as
+    ``sdxl_distilled`` / ``ssd1b``.  2.16e9 parameters, ~4.3 GB in f16."""
+    return _make("ssd1b", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def vega(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """Segmind Vega checkpoint (single file, SDXL names): the UNet of :data:`VEGA_UNET` with
+    SDXL's text encoders and VAE.  Detected as ``sdxl_distilled`` / ``vega``.  1.65e9
+    parameters, ~3.3 GB in f16."""
+    return _make("vega", {"dtype": _check_dtype(dtype), "seed": int(seed)})
