@@ -76,8 +76,10 @@ def test_a1111_txt2img_batch_lora_tag_and_infotext(api, tmp_path):
     assert res.info["sd_model_name"] == "tiny"
     for im, seed in zip(res.images, (7, 8)):
         p = infotext_of(im, tmp_path)
-        assert (p["prompt"], p["seed"], p["steps"], p["sampler"], p["width"]) == ("a red cube", seed, 2, "euler", 64)
-        assert p["Lora weights"] == "ink: 0.5" and p["Model"] == "tiny"
+        # as A1111 writes it: the prompt keeps its <lora:> tag, the LoRA is named in Lora hashes
+        want = ("a red cube <lora:ink:0.5>", seed, 2, "euler", 64)
+        assert (p["prompt"], p["seed"], p["steps"], p["sampler"], p["width"]) == want
+        assert p["Lora hashes"].startswith("ink: ") and p["Model"] == "tiny"
     assert not np.array_equal(np.asarray(res.images[0]), np.asarray(res.images[1]))
 
 

@@ -25,7 +25,7 @@ def live(tmp_path_factory, tiny_model, taesd_model):
 
     root = models_dir(tmp_path_factory.mktemp("models"), controlnets={"canny": forge.controlnet_sd1()})
     models = {
-        "tiny": ModelSpec(model=tiny_model, taesd=taesd_model),
+        "tiny": ModelSpec(model=tiny_model, taesd=taesd_model, engine="sdcpp"),  # sdcpp: its aborts are the subject
         "sd1": ModelSpec(model=forge.sd1(), engine="sdcpp"),
     }
     config = ServerConfig(

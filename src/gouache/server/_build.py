@@ -12,7 +12,7 @@ import gouache as g
 
 from . import _protocol as P
 from ._errors import ApiError, bad
-from ._gouache import LORA_TAG, InvalidInputError, resolve_seed
+from ._gouache import LORA_TAG, InvalidInputError, edits_images, resolve_seed
 from ._jobs import Job, WorkerKey
 from ._models import BUILTIN_UPSCALERS, CONTROLNET_MODULES
 
@@ -175,7 +175,10 @@ def image_job(state, order: ImageOrder, api: str) -> Job:
     )
     if order.eta is not None:
         kwargs["eta"] = _num(order.field("eta"), order.eta, 0.0, 100.0)
-    if order.image_cfg_scale is not None:
+    meta = cat.meta(model)
+    if order.image_cfg_scale is not None and edits_images(meta.family, meta.variant):
+        # as in A1111, the image CFG scale only means something to instruction-editing models
+        # (InstructPix2Pix, CosXL Edit ...); clients send it with every img2img
         kwargs["guidance"] = g.Guidance(
             image_cfg_scale=_num(order.field("image_cfg_scale"), order.image_cfg_scale, 0.0, 100.0)
         )

@@ -13,6 +13,7 @@ from .._errors import GouacheError, InvalidInputError
 from .._files import write_atomic
 from .._limits import MAX_SEED
 from .._modelfiles.catalog import MODEL_EXTENSIONS, find_models
+from .._modelfiles.families import edits_images
 from .._pipeline.infotext import (
     A1111_SAMPLER_NAMES,
     A1111_SCHEDULE_NAMES,
@@ -35,6 +36,7 @@ __all__ = [
     "MODEL_EXTENSIONS",
     "ModelFiles",
     "engine_class",
+    "edits_images",
     "engine_scheduler_from_a1111",
     "find_models",
     "parameters_text",

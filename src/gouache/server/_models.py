@@ -47,6 +47,7 @@ class ModelMeta:
     family: str
     engine: str | None  # None until known ("auto" is decided when the worker loads the model)
     defaults: object
+    variant: str | None = None
 
 
 def check_name(value: object, field: str) -> str:
@@ -198,7 +199,7 @@ class Catalog:
         spec = self.checkpoints[name]
         info = g.inspect(spec.main_file)
         engine = spec.engine or self.config.engine
-        meta = ModelMeta(info.family.value, None if engine == "auto" else engine, info.defaults)
+        meta = ModelMeta(info.family.value, None if engine == "auto" else engine, info.defaults, info.variant)
         with self._lock:
             return self._meta.setdefault(name, meta)
 
