@@ -33,7 +33,9 @@ def gouache(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def models(tiny_model, taesd_model):
-    return ["-m", str(tiny_model), "--taesd", str(taesd_model)]
+    # sdcpp: the CLI's process model (an engine that cannot be cancelled, ended by Ctrl-C) is
+    # what these tests hold; "auto" picks torch for tiny UNets (covered by tests/test_fast_path.py)
+    return ["-m", str(tiny_model), "--taesd", str(taesd_model), "--engine", "sdcpp"]
 
 
 def test_help_lists_every_subcommand():

@@ -16,6 +16,7 @@ overridable through :class:`~gouache.EngineOptions`:
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,7 @@ class TorchEngine(Engine):
         kw: dict[str, Any] = dict(
             prompt=r.prompt,
             negative_prompt=r.negative_prompt or None,
-            num_inference_steps=s.steps,
+            num_inference_steps=_scheduled_steps(s.steps, r.init.strength if r.init is not None else None),
             guidance_scale=s.cfg_scale,
             num_images_per_prompt=r.batch,
             output_type="pil",
@@ -305,3 +306,13 @@ class TorchEngine(Engine):
 
 
 ENGINE = TorchEngine
+
+
+def _scheduled_steps(steps: int, strength: float | None) -> int:
+    """Steps to schedule so that an image-to-image run denoises at least once: diffusers runs
+    ``int(steps * strength)`` of them, none for a one-step model at strength 0.7 (and then
+    fails on an empty batch of latents); the schedule is stretched instead, as the engine's
+    img2img on few-step models needs."""
+    if strength is None or strength <= 0 or int(steps * strength) >= 1:
+        return steps
+    return math.ceil(1 / strength - 1e-9)
