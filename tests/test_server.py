@@ -31,7 +31,9 @@ def live(tmp_path_factory, tiny_model, taesd_model):
         loras={"styles/ink": forge.lora_sd1_tiny()},
         upscalers={"esrgan-x4": forge.esrgan_x4()},
     )
-    config = ServerConfig(models_dirs=(root,), model="tiny", taesd=taesd_model, max_loaded_models=1, threads=1)
+    config = ServerConfig(
+        models_dirs=(root,), model="tiny", taesd=taesd_model, max_loaded_models=1, threads=1, engine="sdcpp"
+    )
     with LiveServer(config) as server:
         server.worker("tiny")
         yield server
