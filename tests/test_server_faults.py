@@ -248,6 +248,7 @@ def test_a1111_controlnet_unit_from_webuiapi(live):
             cfg_scale=1.0,
             override_settings={"sd_model_checkpoint": "sd1"},
             controlnet_units=[unit],
+            alwayson_scripts={},  # webuiapi writes the units into its shared default dict otherwise
         )
         assert res.image.size == (64, 64) and res.info["sd_model_name"] == "sd1"
         outs.append(np.asarray(res.image.convert("RGB"), dtype=np.int16))
@@ -255,7 +256,7 @@ def test_a1111_controlnet_unit_from_webuiapi(live):
     assert np.abs(outs[0] - outs[1]).mean() > 0.01  # the canny preprocessor changed the control image
     bad = webuiapi.ControlNetUnit(image=squares, module="openpose", model="canny")
     with pytest.raises(RuntimeError, match="openpose"):
-        api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[bad], **FAST)
+        api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[bad], alwayson_scripts={}, **FAST)
 
 
 def test_idle_model_is_unloaded_and_reloaded_on_use(tiny_model, taesd_model):

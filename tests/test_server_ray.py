@@ -150,7 +150,7 @@ def running_replicas() -> int:
 def test_two_replicas_serve_the_real_clients_with_the_same_pixels(url):
     host, port = url.removeprefix("http://").split(":")
     api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
-    result = api.txt2img(prompt="a red cube", seed=7, width=64, height=64, cfg_scale=1.0, controlnet_units=[])
+    result = api.txt2img(prompt="a red cube", seed=7, width=64, height=64, cfg_scale=1.0, alwayson_scripts={})
     assert result.image.size == (64, 64) and np.asarray(result.image).std() > 0
     assert result.info["seed"] == 7
 
