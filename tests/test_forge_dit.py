@@ -168,6 +168,31 @@ def test_taehv_layout():
     assert forge._layout("taehv", encoder=False).keys() == dec
 
 
+def test_wan22_ti2v_5b_layout_is_detected_as_the_engine_does():
+    from gouache._modelfiles.families import Family, detect_family
+
+    L = forge._layout("wan22_ti2v")
+    assert L["patch_embedding.weight"] == (3072, 48, 1, 2, 2)  # 3072 x 48: the engine's TI2V marker
+    assert L["blocks.29.ffn.0.weight"] == (14336, 3072) and "blocks.30.ffn.0.weight" not in L
+    assert L["head.head.weight"] == (192, 3072)  # 48 channels x 1x2x2
+    assert detect_family(infos(L)) == (Family.WAN2_2, "ti2v_5b")
+    n = sum(int(np.prod(v)) for v in L.values())
+    assert 4.9e9 < n < 5.1e9, n  # the real model's size: the engine derives nothing smaller
+
+
+def test_taehv_wan22_layout():
+    from gouache._modelfiles.families import _taesd_variant
+
+    L = forge._layout("taehv", latent="wan2.2")
+    assert L["decoder.1.weight"] == (256, 48, 3, 3)  # 48 latent channels
+    assert L["decoder.22.weight"] == (12, 64, 3, 3)  # 3 channels x 2x2 pixel patches
+    assert L["encoder.0.weight"] == (64, 12, 3, 3) and L["encoder.17.weight"] == (48, 64, 3, 3)
+    assert _taesd_variant(infos(L)) == "48ch_video"
+    assert L.keys() == forge._layout("taehv").keys()
+    with pytest.raises(ValueError, match="latent must be one of"):
+        forge.taehv(latent="wan3")
+
+
 # --------------------------------------------------------------------------- writing and caching
 
 

@@ -256,7 +256,13 @@ def test_a1111_controlnet_unit_from_webuiapi(live):
     assert np.abs(outs[0] - outs[1]).mean() > 0.01  # the canny preprocessor changed the control image
     bad = webuiapi.ControlNetUnit(image=squares, module="openpose", model="canny")
     with pytest.raises(RuntimeError, match="openpose"):
-        api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "sd1"}, controlnet_units=[bad], alwayson_scripts={}, **FAST)
+        api.txt2img(
+            prompt="x",
+            override_settings={"sd_model_checkpoint": "sd1"},
+            controlnet_units=[bad],
+            alwayson_scripts={},
+            **FAST,
+        )
 
 
 def test_idle_model_is_unloaded_and_reloaded_on_use(tiny_model, taesd_model):

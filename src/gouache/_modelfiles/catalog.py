@@ -87,6 +87,7 @@ RECIPES: dict[str, tuple[str, str]] = {
         "control_v11p_sd15_canny_fp16.safetensors",
     ),
     "realesrgan-x4": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
+    "instruct-pix2pix": ("timbrooks/instruct-pix2pix", "instruct-pix2pix-00-22000.safetensors"),
     # gouache.enhance: few-step SDXL (full checkpoint, or base SDXL + LoRA) and a depth ControlNet
     "sdxl-lightning-4step": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step.safetensors"),
     "sdxl-lightning-4step-lora": ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors"),

@@ -127,6 +127,10 @@ WAN21_1_3B = {
     "patch_size": (1, 2, 2),
 }
 
+#: Wan 2.2 TI2V 5B as the engine sets it for a 30-block file detected as TI2V (patch embedding
+#: 3072 x 48: wan.hpp WanRunner, model.cpp ``patch_embedding_channels == 147456``).
+WAN22_TI2V_5B = {**WAN21_1_3B, "dim": 3072, "ffn_dim": 14336, "num_heads": 24, "in_dim": 48, "out_dim": 48}
+
 
 def _wan_attention(p: str, dim: int) -> Iterator[_Tensor]:
     for n in ("q", "k", "v", "o"):
@@ -254,13 +258,18 @@ def _mem_block(p: str, c: int) -> Iterator[_Tensor]:
     yield from _conv(f"{p}.conv.4", c, c, std=_fan_in_std(c, 3))
 
 
-def _taehv(z: int = 16, encoder: bool = True) -> Iterator[_Tensor]:
+#: TAEHV's latent channels and pixel patch size per Wan latent space (tae.hpp TAEHV).
+_TAEHV_LATENTS = {"wan2.1": (16, 1), "wan2.2": (48, 2)}
+
+
+def _taehv(latent: str = "wan2.1", encoder: bool = True) -> Iterator[_Tensor]:
     def conv(prefix, n_in, n_out, k=3, bias=True, **kw):
         return _conv(prefix, n_in, n_out, k=k, bias=bias, std=kw.pop("std", _fan_in_std(n_in, k)), **kw)
 
+    z, patch = _TAEHV_LATENTS[latent]
     if encoder:
         hidden, idx = 64, 0
-        yield from conv(f"encoder.{idx}", 3, hidden)
+        yield from conv(f"encoder.{idx}", 3 * patch * patch, hidden)
         idx = 2  # 1 is ReLU
         for i in range(3):
             stride = 1 if i == 2 else 2
@@ -286,7 +295,8 @@ def _taehv(z: int = 16, encoder: bool = True) -> Iterator[_Tensor]:
         idx += 2
     idx += 1  # ReLU
     # decodes straight to [0, 1] like TAESD: centre on mid-grey (see _taesd)
-    yield from conv(f"decoder.{idx}", channels[3], 3, std=0.25 * _fan_in_std(channels[3], 3), bias_init=_MID_GREY)
+    out = 3 * patch * patch  # unpatchified to 3 channels
+    yield from conv(f"decoder.{idx}", channels[3], out, std=0.25 * _fan_in_std(channels[3], 3), bias_init=_MID_GREY)
 
 
 BUILDERS = {
@@ -296,7 +306,8 @@ BUILDERS = {
     "flux_vae": lambda s: _flux_ae(s.get("decoder_ch", 128)),
     "clip_l": lambda s: _clip_l("text_model"),
     "wan21_t2v": lambda s: _wan(**WAN21_1_3B),
-    "taehv": lambda s: _taehv(encoder=s.get("encoder", True)),
+    "wan22_ti2v": lambda s: _wan(**WAN22_TI2V_5B),
+    "taehv": lambda s: _taehv(s.get("latent", "wan2.1"), encoder=s.get("encoder", True)),
     "wan_vae": lambda s: _wan_vae(encoder=s.get("encoder", True)),
 }
 
@@ -458,11 +469,31 @@ def wan_vae(*, seed: int = 0, encoder: bool = True) -> Path:
     return _make("wan_vae", {"dtype": "f16", "seed": int(seed), "encoder": bool(encoder)})
 
 
-def taehv(*, seed: int = 0, encoder: bool = True) -> Path:
-    """TAEHV for the Wan 2.1 latent space (``taew2_1.safetensors`` layout: ``decoder.N.*`` and,
+def taehv(*, seed: int = 0, encoder: bool = True, latent: str = "wan2.1") -> Path:
+    """TAEHV for a Wan latent space (``taew2_1.safetensors`` layout: ``decoder.N.*`` and,
     with ``encoder=True``, ``encoder.N.*``; f32), as the engine's ``taesd_path`` expects for Wan.
 
-    Decodes T latent frames to 4T-3 frames at 8x the latent size.  1.1e7 parameters with the
-    encoder (~45 MB).
+    ``latent="wan2.1"`` (Wan 2.1 and 2.2 A14B: 16 channels) decodes T latent frames to 4T-3
+    frames at 8x the latent size; ``"wan2.2"`` (``taew2_2``, Wan 2.2 TI2V 5B: 48 channels, 2x2
+    pixel patches) at 16x.  1.1e7 parameters with the encoder (~45 MB).
     """
-    return _make("taehv", {"dtype": "f32", "seed": int(seed), "encoder": bool(encoder)})
+    if latent not in _TAEHV_LATENTS:
+        raise ValueError(f"latent must be one of {sorted(_TAEHV_LATENTS)}, got {latent!r}")
+    spec = {"dtype": "f32", "seed": int(seed), "encoder": bool(encoder)}
+    if latent != "wan2.1":  # Wan 2.1's files keep their cache key
+        spec["latent"] = latent
+    return _make("taehv", spec)
+
+
+def wan22_ti2v(*, wtype: str = "q4_0", seed: int = 0) -> Path:
+    """Wan 2.2 TI2V 5B DiT at its only size (30 blocks of 3072, ffn 14336, 24 heads, 48 latent
+    channels), diffusion-model-only GGUF written quantized directly (``wtype`` "q4_0": 2.9 GB,
+    "q8_0": 5.4 GB; 5.0e9 parameters).
+
+    The engine tells TI2V 5B from Wan 2.1 by the patch embedding (3072 x 48) and then fixes
+    every width from the block count, so it cannot be forged smaller.  Pair it with
+    ``taehv(latent="wan2.2")`` (or the Wan 2.2 VAE of a real download).
+    """
+    if _check_wtype(wtype) is None:
+        raise ValueError("wan22_ti2v is only written as a quantized GGUF (wtype 'q4_0' or 'q8_0'): 10 GB in f16")
+    return _make("wan22_ti2v", {"seed": int(seed), "dtype": "f16", "wtype": wtype})

@@ -72,6 +72,8 @@ def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
 BUILDERS = {
     "sd1": lambda s: _chain(_unet(_UNET), _clip_l(_CLIP), _vae_kl(_VAE)),
     "sd1_tiny": lambda s: _chain(_unet(_UNET, tiny=True), _clip_l(_CLIP), _vae_kl(_VAE)),
+    # InstructPix2Pix: the SD1 UNet reads the edited image's latent beside the noise (8 channels)
+    "sd1_pix2pix": lambda s: _chain(_unet(_UNET, in_channels=8), _clip_l(_CLIP), _vae_kl(_VAE)),
     # SDXS-512-DS: tiny UNet without attention at full resolution; its VAE is a TAESD
     # stored under first_stage_model. (the engine renames it to tae.)
     "sdxs": lambda s: _chain(_unet(_UNET, tiny=True, attention_resolutions=(4, 2)), _clip_l(_CLIP), _taesd(_VAE)),
@@ -93,6 +95,16 @@ def sd1(*, dtype: str = "f16", seed: int = 0) -> Path:
     The engine detects it as ``SD 1.x``.  1.07e9 parameters: ~2.1 GB in f16, ~4.3 GB in f32.
     """
     return _make("sd1", {"dtype": _check_dtype(dtype), "seed": int(seed)})
+
+
+def sd1_pix2pix(*, dtype: str = "f16", seed: int = 0) -> Path:
+    """InstructPix2Pix checkpoint (``instruct-pix2pix-00-22000.safetensors`` layout): :func:`sd1`
+    with an 8-channel UNet input (noise latent + the edited image's latent).
+
+    The engine detects it as ``SD 1.x Instruct-Pix2Pix`` and edits its reference image; it
+    derives no UNet width from the file, so this is the full SD1 size (~2.1 GB in f16).
+    """
+    return _make("sd1_pix2pix", {"dtype": _check_dtype(dtype), "seed": int(seed)})
 
 
 def sd1_tiny(*, dtype: str = "f16", seed: int = 0) -> Path:
