@@ -59,7 +59,8 @@ def _pairwise_distinct(images: dict[str, np.ndarray]) -> list[tuple[str, str]]:
 
 
 #: Samplers that are the same method: DDIM with eta 0 is Euler's step on the probability-flow ODE
-#: (Karras et al. 2022, sec. 3), so at the same sigmas the two give the same image.
+#: (Karras et al. 2022, sec. 3), so at the same sigmas the two give the same image up to float
+#: rounding (one level of 255 here and there), never bit for bit by design.
 SAME_METHOD = [("ddim_trailing", "euler")]
 
 
@@ -74,7 +75,10 @@ def test_every_sampler_runs_and_gives_its_own_image(tiny_ctx):
         )[0].to_numpy()
         assert img.shape == (SIZE, SIZE, 3) and img.std() > 0.5, sampler
         images[sampler] = img
-    assert _pairwise_distinct(images) == SAME_METHOD
+    # a sampler dropped on the way runs the engine default: bit-identical to another sampler
+    assert _pairwise_distinct(images) == []
+    for a, b in SAME_METHOD:
+        assert np.abs(images[a].astype(np.int16) - images[b].astype(np.int16)).max() <= 1, (a, b)
     # ... and DDIM is really running: with eta 1 it adds noise at every step, Euler has no eta
     noisy = {
         s: tiny_ctx.generate_image(

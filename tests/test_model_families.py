@@ -1,6 +1,6 @@
 """Today's families on the real engine with forged weights: FLUX.2 klein, Chroma, FLUX.1 Kontext,
-Qwen-Image(-Edit, 2511), Z-Image (full size: forge_large), Wan 2.2 TI2V 5B (full size, opt-in:
-``GOUACHE_FORGE_WAN22=1``); ``SDModel.generate``, ``SDModel.edit``, ``gouache txt2img`` and
+Qwen-Image(-Edit, 2511), Z-Image and Wan 2.2 TI2V 5B (full size: forge_large), InstructPix2Pix;
+``SDModel.generate``, ``SDModel.edit``, ``SDModel.generate_video``, ``gouache txt2img`` and
 ``gouache edit``.
 
 Random weights barely carry a reference image to the output (a level or two of 255), so edits
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 
@@ -306,18 +305,13 @@ def test_sd3_medium_size_with_both_clips():
     assert a.images[0].size == (64, 64) and pixels(a).std() > 1
 
 
-# --------------------------------------------------------------------------- Wan 2.2 TI2V 5B: opt-in
+# --------------------------------------------------------------------------- Wan 2.2 TI2V 5B: full size only
 
 
 @pytest.mark.forge_large
-@pytest.mark.skipif(
-    os.environ.get("GOUACHE_FORGE_WAN22") != "1",
-    reason="set GOUACHE_FORGE_WAN22=1 to forge Wan 2.2 TI2V 5B at its only size (2.9 GB q4_0, ~2 min) and run it",
-)
 def test_wan22_ti2v_5b_full_size_text_and_image_to_video():
     """The engine fixes every width of TI2V 5B (5.0e9 parameters): a 2.9 GB q4_0 GGUF, decoded by
-    TAEHV for the 48-channel Wan 2.2 latent space (16x per side).  Opt-in because CI's 45-minute
-    fresh-machine budget has no room for it; its detection runs on the layout in test_forge_dit."""
+    TAEHV for the 48-channel Wan 2.2 latent space (16x per side); ~45 s with the forge, 2.9 GB."""
     start = np.zeros((64, 64, 3), np.uint8)
     start[:, :32] = 255
     with g.SDModel(diffusion_model=forge.wan22_ti2v(), taesd=forge.taehv(latent="wan2.2")) as m:
