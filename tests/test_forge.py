@@ -311,3 +311,25 @@ def test_lora_ldm_names_and_targets(cache):
         if name.endswith(".lora_up.weight"):
             module = name[: -len(".lora_up.weight")]
             assert layout[module + ".weight"] == (both[name].shape[0], both[module + ".lora_down.weight"].shape[1])
+
+
+def test_lcm_lora_has_the_published_layer_set(cache):
+    """lcm-lora-sdv1-5: 278 modules (834 tensors), 67.25M parameters, rank 64, convs as 4-D LoRAs."""
+    tensors, _ = read(forge.lcm_lora_sd1())
+    assert len(tensors) == 834 and all(k.startswith("lora_unet_") for k in tensors)
+    assert sum(t.size for t in tensors.values()) == 67_252_502
+    conv = "lora_unet_down_blocks_1_resnets_0_conv1"
+    assert tensors[conv + ".lora_down.weight"].shape == (64, 320, 3, 3)
+    assert tensors[conv + ".lora_up.weight"].shape == (640, 64, 1, 1)
+    for module in (
+        "down_blocks_0_downsamplers_0_conv",
+        "up_blocks_0_upsamplers_0_conv",
+        "mid_block_resnets_1_conv2",
+        "down_blocks_1_resnets_0_conv_shortcut",
+        "up_blocks_3_resnets_2_time_emb_proj",
+        "mid_block_attentions_0_proj_in",
+        "up_blocks_1_attentions_2_transformer_blocks_0_ff_net_2",
+    ):
+        assert f"lora_unet_{module}.alpha" in tensors, module
+    with pytest.raises(ValueError, match="base 'sd1'"):
+        forge.lora_sd1(target="lcm", base="sd1_tiny")

@@ -240,7 +240,7 @@ class CallRecorder:
         scales = {}
         for module in pipe.unet.modules():
             if isinstance(module, BaseTunerLayer) and getattr(module, "scaling", None):
-                scales = {name: float(module.scaling[name]) for name in module.active_adapters}
+                scales = {n: float(module.scaling[n]) for n in module.active_adapters if n in module.scaling}
                 break
         self.calls.append(
             {
@@ -386,3 +386,32 @@ def test_wiring_every_keyword_is_covered():
     import inspect
 
     assert set(inspect.signature(g.SDModel.generate).parameters) - {"self"} == TORCH_COVERED
+
+
+# --------------------------------------------------------------------------- LCM-LoRA, merged into the weights
+
+
+def test_lcm_lora_reaches_every_layer_merged_or_not(torch_model, monkeypatch):
+    """The LCM-LoRA's 278 layers (convs, time embeddings, samplers, attention) all take it; in fp32
+    the engine merges it into the weights, which gives the adapters' image, and unmerging gives
+    the plain model back."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    eng = torch_model._engine
+    lcm = forge.lcm_lora_sd1()
+    kw = dict(width=64, height=64, steps=4, cfg_scale=1.0, sampler="lcm", seed=2)
+    plain = torch_model.generate("a cube", **kw).images[0]
+    merged = torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw).images[0]
+    name = eng._adapters[str(lcm.resolve())]
+    layers = [m for m in eng.base.unet.modules() if isinstance(m, BaseTunerLayer) and name in m.lora_A]
+    assert len(layers) == 278
+    assert all(m.merged for m in layers) == (eng.dtype_name == "fp32")
+    monkeypatch.setattr(eng, "fuse_loras", False)
+    adapters = torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw).images[0]
+    assert not any(m.merged for m in layers)
+    assert diff(merged, plain) > 5
+    assert np.abs(px(merged) - px(adapters)).max() <= 1  # the same sum, up to float rounding
+    monkeypatch.setattr(eng, "fuse_loras", True)
+    torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw)
+    again = torch_model.generate("a cube", loras=[(lcm, 0.0)], **kw).images[0]
+    assert np.abs(px(again) - px(plain)).max() <= 1  # unmerged: the plain weights are back

@@ -14,7 +14,20 @@ _VAE = "first_stage_model"
 
 _LORA_STD = 0.2  # up/down std: merged delta std ~ 2 * 0.2**2 = 0.08 per entry at rank 4, 4x the base weights
 _NAMINGS = ("kohya", "ldm")
-_TARGETS = ("unet", "te", "all")
+_TARGETS = ("unet", "te", "all", "lcm")
+_ATTN = (".attn1.", ".attn2.")
+#: the layers the published LCM-LoRA (latent-consistency/lcm-lora-sdv1-5) adapts, as ldm name parts
+_LCM_MARKERS = _ATTN + (
+    ".ff.net.",
+    ".proj_in.",
+    ".proj_out.",
+    ".in_layers.2.",
+    ".out_layers.3.",
+    ".emb_layers.1.",
+    ".skip_connection.",
+    ".op.",
+    ".conv.",
+)
 _LORA_BASES = ("sd1", "sd1_tiny")
 
 
@@ -27,19 +40,38 @@ def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> list[tuple[s
     return mods
 
 
+#: ldm module names inside a UNet block -> diffusers' (ResBlock layers, the downsampler's conv)
+_LDM_LAYER_NAMES = {
+    "in_layers.2": "conv1",
+    "out_layers.3": "conv2",
+    "emb_layers.1": "time_emb_proj",
+    "skip_connection": "conv_shortcut",
+    "op": "conv",
+}
+
+
 def _ldm_to_diffusers_block(path: str) -> str:
-    """``input_blocks.4.1.x`` -> ``down_blocks.1.attentions.0.x`` (inverse of the engine's table)."""
+    """An SD1 UNet module path, ldm -> diffusers (the inverse of the engine's table), e.g.
+    ``input_blocks.4.1.x`` -> ``down_blocks.1.attentions.0.x``, ``input_blocks.4.0.in_layers.2``
+    -> ``down_blocks.1.resnets.0.conv1``, ``input_blocks.3.0.op`` -> ``down_blocks.0.downsamplers.0.conv``."""
     parts = path.split(".")
     kind, n = parts[0], int(parts[1])
-    if kind == "input_blocks":
-        i, j = divmod(n - 1, 3)
-        return f"down_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
-    if kind == "output_blocks":
-        i, j = divmod(n, 3)
-        return f"up_blocks.{i}.attentions.{j}." + ".".join(parts[3:])
     if kind == "middle_block":
-        return "mid_block.attentions.0." + ".".join(parts[2:])
-    raise ValueError(path)
+        block, rest = ("mid_block.attentions.0" if n == 1 else f"mid_block.resnets.{n // 2}"), parts[2:]
+    elif kind in ("input_blocks", "output_blocks"):
+        i, j = divmod(n - 1 if kind == "input_blocks" else n, 3)
+        rest = parts[3:]
+        if kind == "input_blocks" and j == 2:
+            sub = "downsamplers.0"
+        elif rest == ["conv"]:
+            sub = "upsamplers.0"
+        else:
+            sub = f"{'resnets' if parts[2] == '0' else 'attentions'}.{j}"
+        block = f"{'down' if kind == 'input_blocks' else 'up'}_blocks.{i}.{sub}"
+    else:
+        raise ValueError(path)
+    tail = ".".join(rest)
+    return f"{block}.{_LDM_LAYER_NAMES.get(tail, tail)}"
 
 
 def _lora_key(module: str, naming: str) -> str:
@@ -53,16 +85,34 @@ def _lora_key(module: str, naming: str) -> str:
     raise ValueError(module)
 
 
+def _lcm_modules(tensors: Iterable[_Tensor]) -> list[tuple[str, tuple[int, ...]]]:
+    """(module path, weight shape) of every UNet layer the published LCM-LoRA for SD 1.5 adapts:
+    attention projections, feed-forwards, proj_in/out, the ResBlocks' convs, time-embedding
+    projections and shortcuts, the down/upsampler convs."""
+    return [
+        (name[: -len(".weight")], shape)
+        for name, shape, _ in tensors
+        if name.endswith(".weight") and len(shape) in (2, 4) and any(m in name for m in _LCM_MARKERS)
+    ]
+
+
 def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
-    mods: list[tuple[str, int, int]] = []
+    mods: list[tuple[str, tuple[int, ...]]] = []
+    if target == "lcm":
+        mods += _lcm_modules(_unet(_UNET))
     if target in ("unet", "all"):
-        mods += _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), (".attn1.", ".attn2."))
+        mods += [(m, (n_out, n_in)) for m, n_in, n_out in _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), _ATTN)]
     if target in ("te", "all"):
-        mods += _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))
-    for module, n_in, n_out in mods:
+        mods += [(m, (n_out, n_in)) for m, n_in, n_out in _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))]
+    # the merged delta's entries have std ~ sqrt(rank) * std**2: 0.08 at rank 4 for the small
+    # LoRAs (4x the base weights: visible at multiplier 1), 0.02 for the LCM one (its rank-64
+    # deltas reach every conv: larger ones would blow the activations up)
+    std = (0.02 / rank**0.5) ** 0.5 if target == "lcm" else _LORA_STD
+    for module, shape in mods:
         key = _lora_key(module, naming)
-        yield f"{key}.lora_down.weight", (rank, n_in), _LORA_STD
-        yield f"{key}.lora_up.weight", (n_out, rank), _LORA_STD
+        kernel = shape[2:]
+        yield f"{key}.lora_down.weight", (rank, shape[1], *kernel), std
+        yield f"{key}.lora_up.weight", (shape[0], rank, *(1 for _ in kernel)), std
         yield f"{key}.alpha", (), ("fill", float(rank))
 
 
@@ -153,8 +203,9 @@ def lora_sd1(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str
     ``model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_up.weight`` and
     ``cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.lora_up.weight``.
     ``target``: ``"unet"`` (attn1/attn2 q, k, v, out), ``"te"`` (self-attention q, k, v, out and
-    mlp fc1, fc2) or ``"all"``.  alpha == rank (scale 1); the weights are large enough that
-    applying the LoRA at multiplier 1 visibly changes the image.
+    mlp fc1, fc2), ``"all"``, or ``"lcm"`` (SD1 only: every layer the published LCM-LoRA adapts,
+    convs included; see :func:`lcm_lora_sd1`).  alpha == rank (scale 1); the weights are large
+    enough that applying the LoRA at multiplier 1 visibly changes the image.
     """
     if naming not in _NAMINGS:
         raise ValueError(f"naming must be one of {_NAMINGS}, got {naming!r}")
@@ -164,8 +215,18 @@ def lora_sd1(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str
         raise ValueError(f"base must be one of {_LORA_BASES}, got {base!r}")
     if int(rank) < 1:
         raise ValueError("rank must be >= 1")
+    if target == "lcm" and base != "sd1":
+        raise ValueError(f"target 'lcm' is for base 'sd1' (the LCM-LoRA's UNet), got base {base!r}")
     spec = {"dtype": "f32", "seed": int(seed), "naming": naming, "rank": int(rank), "target": target, "base": base}
     return _make(f"lora_{base}", spec)
+
+
+def lcm_lora_sd1(*, seed: int = 0) -> Path:
+    """An LCM-LoRA for :func:`sd1`, shaped like ``latent-consistency/lcm-lora-sdv1-5``: kohya
+    names, rank 64, on the attention projections, feed-forwards, proj_in/out, ResBlock convs,
+    time-embedding projections, shortcuts and down/upsampler convs (67M parameters, ~270 MB f32).
+    Sample it with ``sampler="lcm"``, 4 steps, CFG 1."""
+    return lora_sd1(naming="kohya", rank=64, seed=seed, target="lcm")
 
 
 def lora_sd1_tiny(*, naming: str = "kohya", rank: int = 4, seed: int = 0, target: str = "unet") -> Path:
