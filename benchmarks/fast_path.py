@@ -13,8 +13,12 @@ TAESD) in its own subprocess, prompt "a photo of a cat", seed 42, euler_a, 1 ste
 * ``openvino``      the torch engine's UNet and TAESD decoder converted with ``openvino.convert_model``
                     (fp32 IR; OpenVINO picks bf16 inference itself on AVX512-BF16), text encoder in torch
 * ``onnxruntime``   the same UNet and decoder exported with ``torch.onnx.export`` (fp32), ORT CPU provider
-* ``sd-turbo``      ``forge.sd2()`` (the SD-Turbo / SD2.1 architecture) on the torch engine
-* ``sdxl-turbo``    ``forge.sdxl()`` on the torch engine (7 GB file, ~9 GB RAM: not in the default rows)
+* ``sd-turbo``      ``forge.sd2()`` (the SD-Turbo / SD2.1 architecture) + TAESD on the torch engine
+* ``sdxl-turbo``    ``forge.sdxl()`` (SDXL-Turbo's architecture) + TAESD (TAESDXL's architecture) on
+                    the torch engine (7 GB file, ~14 GB RAM in fp32: not in the default rows)
+* ``lcm-lora``      ``forge.sd1()`` + ``forge.lcm_lora_sd1()`` (merged into the weights) + TAESD,
+                    ``sampler="lcm"``, 4 steps, CFG 1, on the torch engine
+* ``lcm-lora-adapters`` the same with the LoRA kept as adapters (the engine's bf16 way; optional)
 
 Columns: ``cold s``: process start to the first image (load, conversion or compilation included;
 ``prep s`` is the load/convert/compile part of it); ``warm s``: median of ``--repeat`` images with a
@@ -41,8 +45,15 @@ import subprocess
 import sys
 import time
 
-ROWS = ("sdcpp", "torch", "torch-fp32", "torch-compile", "openvino", "onnxruntime", "sd-turbo")
-OPTIONAL_ROWS = ("sdxl-turbo",)
+ROWS = ("sdcpp", "torch", "torch-fp32", "torch-compile", "openvino", "onnxruntime", "sd-turbo", "lcm-lora")
+OPTIONAL_ROWS = ("sdxl-turbo", "lcm-lora-adapters")
+#: rows on another model than SDXS: (forge function, steps, sampler, with the LCM-LoRA)
+OTHER_MODELS = {
+    "sd-turbo": ("sd2", 1, "euler_a", False),
+    "sdxl-turbo": ("sdxl", 1, "euler_a", False),
+    "lcm-lora": ("sd1", 4, "lcm", True),
+    "lcm-lora-adapters": ("sd1", 4, "lcm", True),
+}
 PROMPT = "a photo of a cat"
 #: The peer's published figures (FastSD CPU README, SDXS-512 1 step 512x512, 12-core Core i7).
 PEER = {"openvino": 3.8, "openvino+taesd": 0.82, "pytorch": 4.8}
@@ -65,17 +76,24 @@ def _timed(fn, repeat: int) -> float:
 
 
 def worker_peak(a) -> dict:
-    """GEMM peak of this machine: best GFLOP/s of torch.mm of 2048x2048 fp32 and bf16 matrices."""
+    """GEMM peak of this machine: best GFLOP/s of torch.mm of 2048² and 4096² fp32 matrices, and
+    of bf16 ones where the CPU has native bf16 (AVX512-BF16/AMX; elsewhere bf16 is emulated, far
+    below fp32, and measured on 1024² only: a 4096² emulated product takes minutes)."""
     import torch
+
+    from gouache._engines.torch.runtime import cpu_has_bf16
 
     torch.set_num_threads(a.threads)
     out = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dt, sizes in (
+        ("fp32", torch.float32, (2048, 4096)),
+        ("bf16", torch.bfloat16, (2048, 4096) if cpu_has_bf16() else (1024,)),
+    ):
         best = 0.0
-        for n in (2048,):
+        for n in sizes:
             x, y = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
             torch.mm(x, y)
-            for _ in range(3):
+            for _ in range(5 if n <= 2048 else 2):
                 t = time.perf_counter()
                 torch.mm(x, y)
                 best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
@@ -86,7 +104,7 @@ def worker_peak(a) -> dict:
 def _model(row: str):
     from gouache.testing import forge
 
-    return {"sd-turbo": forge.sd2, "sdxl-turbo": forge.sdxl}.get(row, forge.sdxs)()
+    return getattr(forge, OTHER_MODELS.get(row, ("sdxs",))[0])()
 
 
 def _options(row: str):
@@ -95,29 +113,38 @@ def _options(row: str):
     return {
         "torch-fp32": g.EngineOptions(precision="fp32"),
         "torch-compile": g.EngineOptions(compile=True),
-        "sdcpp": g.EngineOptions(),
     }.get(row, g.EngineOptions())
 
 
 def _kw(a) -> dict:
-    return dict(width=a.size, height=a.size, steps=1, cfg_scale=1.0, sampler="euler_a")
+    steps, sampler, lcm = OTHER_MODELS.get(a.row, ("sdxs", 1, "euler_a", False))[1:]
+    kw = dict(width=a.size, height=a.size, steps=steps, cfg_scale=1.0, sampler=sampler)
+    if lcm:
+        from gouache.testing import forge
+
+        kw["loras"] = [(forge.lcm_lora_sd1(), 1.0)]
+    return kw
 
 
 def worker_engine(a, t0: float) -> dict:
-    """A gouache engine end to end (sdcpp, torch, torch-fp32, torch-compile, sd-turbo, sdxl-turbo)."""
+    """A gouache engine end to end (sdcpp, torch, torch-fp32, torch-compile and the other models)."""
     import gouache as g
     from gouache.testing import forge
 
     engine = "sdcpp" if a.row == "sdcpp" else "torch"
-    taesd = forge.taesd() if engine == "sdcpp" else None  # torch: the SDXS file's own TAESD
+    # SDXS carries its own TAESD (the torch engine reads it from the file); the others take one
+    taesd = forge.taesd() if engine == "sdcpp" or a.row in OTHER_MODELS else None
     m = g.SDModel(_model(a.row), engine=engine, taesd=taesd, options=_options(a.row), threads=a.threads)
+    if a.row == "lcm-lora-adapters":
+        m._engine.fuse_loras = False
+    kw = _kw(a)
     prep = time.perf_counter() - t0
-    m.generate(PROMPT, seed=42, **_kw(a))
+    m.generate(PROMPT, seed=42, **kw)
     cold = time.perf_counter() - t0
     i = iter(range(10**6))
-    warm = _timed(lambda: m.generate(f"{PROMPT}, {next(i)}", seed=42, **_kw(a)), a.repeat)
-    same = _timed(lambda: m.generate(PROMPT, seed=43, **_kw(a)), a.repeat)
-    out = {"prep": prep, "cold": cold, "warm": warm, "same": same}
+    warm = _timed(lambda: m.generate(f"{PROMPT}, {next(i)}", seed=42, **kw), a.repeat)
+    same = _timed(lambda: m.generate(PROMPT, seed=43, **kw), a.repeat)
+    out = {"prep": prep, "cold": cold, "warm": warm, "same": same, "steps": kw["steps"]}
     if engine == "torch":
         out.update(_parts_torch(m._engine.base, a))
     return out
@@ -345,32 +372,42 @@ def _f(x, fmt="{:.2f}") -> str:
 
 def report(results: dict, peak: dict, a) -> None:
     print(f"\nFast path: forged SDXS-512 + TAESD, {a.size}x{a.size}, 1 step, CFG 1, {a.threads} threads")
+    print("(sd-turbo, sdxl-turbo: their architectures + TAESD, 1 step; lcm-lora: SD1 + LCM-LoRA + TAESD, 4 steps)")
     bf16, fp32 = peak.get("bf16", float("nan")), peak.get("fp32", float("nan"))
+    best = max((x for x in (bf16, fp32) if x == x), default=float("nan"))
     print(f"load average before: {a.load}; GEMM peak bf16 {bf16:.0f}, fp32 {fp32:.0f} GFLOP/s")
     head = (
-        f"{'row':14} {'cold s':>7} {'prep s':>7} {'warm s':>7} {'same-prompt':>11} {'text':>6} {'unet':>6}"
-        f" {'decode':>6} {'convert':>7} {'UNet GFLOP/s':>12} {'%bf16':>6} {'%fp32':>6}"
+        f"{'row':18} {'steps':>5} {'cold s':>7} {'prep s':>7} {'warm s':>7} {'same-prompt':>11} {'text':>6}"
+        f" {'unet':>6} {'decode':>6} {'convert':>7} {'UNet GFLOP/s':>12} {'%fp32':>6} {'floor s':>7}"
     )
     print(head)
     print("-" * len(head))
     for row, r in results.items():
         if "error" in r:
-            print(f"{row:14} error: {r['error']}")
+            print(f"{row:18} error: {r['error']}")
             continue
         rate = r["flops"] / r["unet"] / 1e9 if r.get("flops") and r.get("unet") else None
+        steps = r.get("steps", 1)
+        floor = steps * r["flops"] / best / 1e9 if r.get("flops") else None
         print(
-            f"{row:14} {_f(r['cold']):>7} {_f(r['prep']):>7} {_f(r['warm']):>7} {_f(r.get('same')):>11}"
+            f"{row:18} {steps:>5} {_f(r['cold']):>7} {_f(r['prep']):>7} {_f(r['warm']):>7} {_f(r.get('same')):>11}"
             f" {_f(r.get('text')):>6} {_f(r.get('unet')):>6} {_f(r.get('decode')):>6}"
-            f" {_f(r.get('convert'), '{:.3f}'):>7}"
-            f" {_f(rate, '{:.0f}'):>12} {_f(rate and 100 * rate / bf16, '{:.0f}'):>6}"
-            f" {_f(rate and 100 * rate / fp32, '{:.0f}'):>6}"
+            f" {_f(r.get('convert'), '{:.3f}'):>7} {_f(rate, '{:.0f}'):>12}"
+            f" {_f(rate and 100 * rate / fp32, '{:.0f}'):>6} {_f(floor):>7}"
         )
+    print(
+        "\nfloor s: the row's UNet FLOPs (all steps) at the best measured GEMM peak, the time no engine"
+        " on this CPU goes below without a smaller model"
+    )
     torch_warm = results.get("torch", {}).get("warm")
     if torch_warm:
-        print("\nratios (warm, new prompt each image) against gouache torch:")
+        print("\nratios (warm, new prompt each image) against gouache torch (SDXS rows only):")
         for row, r in results.items():
-            if "warm" in r and row != "torch":
-                print(f"  {row:14} {r['warm'] / torch_warm:6.2f}x the torch time")
+            if "warm" in r and row != "torch" and row not in OTHER_MODELS:
+                print(f"  {row:18} {r['warm'] / torch_warm:6.2f}x the torch time")
+    merged, adapters = results.get("lcm-lora", {}).get("warm"), results.get("lcm-lora-adapters", {}).get("warm")
+    if merged and adapters:
+        print(f"  LCM-LoRA as adapters / merged: {adapters / merged:.2f}x")
     print("\npeer (FastSD CPU, published, SDXS-512 1 step 512x512, 12-core desktop Core i7):")
     for k, v in PEER.items():
         print(f"  {k:16} {v:.2f} s")

@@ -180,7 +180,7 @@ def test_cross_engine_same_weights_same_seed(full_model, capsys):
     for engine, opts in (("sdcpp", g.EngineOptions(rng="cpu")), ("torch", g.EngineOptions(precision="fp32"))):
         with g.SDModel(full_model, engine=engine, options=opts) as m:
             for sampler in CROSS_ENGINE:
-                for seed in (123, 124):
+                for seed in (123, 124) if engine == "torch" else (123,):  # sdcpp's 123 against both
                     out[engine, sampler, seed] = m.generate(
                         "a red cube on a table", sampler=sampler, seed=seed, **kw
                     ).images[0]
@@ -399,19 +399,17 @@ def test_lcm_lora_reaches_every_layer_merged_or_not(torch_model, monkeypatch):
 
     eng = torch_model._engine
     lcm = forge.lcm_lora_sd1()
-    kw = dict(width=64, height=64, steps=4, cfg_scale=1.0, sampler="lcm", seed=2)
+    kw = dict(width=64, height=64, steps=2, cfg_scale=1.0, sampler="lcm", seed=2)
     plain = torch_model.generate("a cube", **kw).images[0]
-    merged = torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw).images[0]
-    name = eng._adapters[str(lcm.resolve())]
-    layers = [m for m in eng.base.unet.modules() if isinstance(m, BaseTunerLayer) and name in m.lora_A]
-    assert len(layers) == 278
-    assert all(m.merged for m in layers) == (eng.dtype_name == "fp32")
     monkeypatch.setattr(eng, "fuse_loras", False)
     adapters = torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw).images[0]
-    assert not any(m.merged for m in layers)
+    name = eng._adapters[str(lcm.resolve())]
+    layers = [m for m in eng.base.unet.modules() if isinstance(m, BaseTunerLayer) and name in m.lora_A]
+    assert len(layers) == 278 and not any(m.merged for m in layers)
+    monkeypatch.setattr(eng, "fuse_loras", True)
+    merged = torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw).images[0]
+    assert all(m.merged for m in layers) == (eng.dtype_name == "fp32")
     assert diff(merged, plain) > 5
     assert np.abs(px(merged) - px(adapters)).max() <= 1  # the same sum, up to float rounding
-    monkeypatch.setattr(eng, "fuse_loras", True)
-    torch_model.generate("a cube", loras=[(lcm, 1.0)], **kw)
     again = torch_model.generate("a cube", loras=[(lcm, 0.0)], **kw).images[0]
     assert np.abs(px(again) - px(plain)).max() <= 1  # unmerged: the plain weights are back
