@@ -31,13 +31,13 @@ _LCM_MARKERS = _ATTN + (
 _LORA_BASES = ("sd1", "sd1_tiny")
 
 
-def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> list[tuple[str, int, int]]:
-    """(module path, in_features, out_features) of the linear layers whose name contains a marker."""
-    mods = []
-    for name, shape, _ in tensors:
-        if name.endswith(".weight") and len(shape) == 2 and any(m in name for m in markers):
-            mods.append((name[: -len(".weight")], shape[1], shape[0]))
-    return mods
+def _modules(tensors: Iterable[_Tensor], markers: Sequence[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """(module path, weight shape) of the linear and conv layers whose name contains a marker."""
+    return [
+        (name[: -len(".weight")], shape)
+        for name, shape, _ in tensors
+        if name.endswith(".weight") and len(shape) in (2, 4) and any(m in name for m in markers)
+    ]
 
 
 #: ldm module names inside a UNet block -> diffusers' (ResBlock layers, the downsampler's conv)
@@ -85,25 +85,14 @@ def _lora_key(module: str, naming: str) -> str:
     raise ValueError(module)
 
 
-def _lcm_modules(tensors: Iterable[_Tensor]) -> list[tuple[str, tuple[int, ...]]]:
-    """(module path, weight shape) of every UNet layer the published LCM-LoRA for SD 1.5 adapts:
-    attention projections, feed-forwards, proj_in/out, the ResBlocks' convs, time-embedding
-    projections and shortcuts, the down/upsampler convs."""
-    return [
-        (name[: -len(".weight")], shape)
-        for name, shape, _ in tensors
-        if name.endswith(".weight") and len(shape) in (2, 4) and any(m in name for m in _LCM_MARKERS)
-    ]
-
-
 def _lora(base: str, naming: str, rank: int, target: str) -> Iterator[_Tensor]:
     mods: list[tuple[str, tuple[int, ...]]] = []
-    if target == "lcm":
-        mods += _lcm_modules(_unet(_UNET))
+    if target == "lcm":  # every layer the published LCM-LoRA for SD 1.5 adapts
+        mods += _modules(_unet(_UNET), _LCM_MARKERS)
     if target in ("unet", "all"):
-        mods += [(m, (n_out, n_in)) for m, n_in, n_out in _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), _ATTN)]
+        mods += _modules(_unet(_UNET, tiny=(base == "sd1_tiny")), _ATTN)
     if target in ("te", "all"):
-        mods += [(m, (n_out, n_in)) for m, n_in, n_out in _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))]
+        mods += _modules(_clip_l(_CLIP), (".self_attn.", ".mlp."))
     # the merged delta's entries have std ~ sqrt(rank) * std**2: 0.08 at rank 4 for the small
     # LoRAs (4x the base weights: visible at multiplier 1), 0.02 for the LCM one (its rank-64
     # deltas reach every conv: larger ones would blow the activations up)
