@@ -148,11 +148,11 @@ def test_bad_environment_is_named(clean_env, name, value, message):
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
-def test_cuda_without_a_gpu_is_a_clear_error_before_anything_loads(device):
+def test_cuda_without_a_gpu_is_a_clear_error_before_anything_loads(device, monkeypatch):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU: the error case cannot happen here")
+    # what PyTorch reports on a machine without a GPU (or with CUDA_VISIBLE_DEVICES=""), here and on GPU machines
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InvalidInputError, match=rf"device '{device}': PyTorch .* sees no CUDA GPU"):
         EnhanceService(device=device)
     with pytest.raises(InvalidInputError, match="sees no CUDA GPU"):
