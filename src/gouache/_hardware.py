@@ -10,6 +10,8 @@ import gc
 import os
 from pathlib import Path
 
+from ._errors import InvalidInputError
+
 __all__ = ["cpu_flags", "physical_cores", "return_freed_memory"]
 
 
@@ -62,3 +64,16 @@ def _malloc_trim():
         return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
     except OSError:
         return None
+
+
+def check_cuda_device(torch, device: str, index: int | None) -> None:
+    """Raise :class:`~gouache.InvalidInputError` when ``torch`` sees no CUDA GPU for ``device``
+    (``"cuda"`` or ``"cuda:N"``, ``index`` = N or None)."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InvalidInputError(
+            f"device {device!r}: PyTorch {torch.__version__} sees no CUDA GPU on this machine;"
+            " use device='cpu' or 'auto'"
+        )
+    if index is not None and index >= count:
+        raise InvalidInputError(f"device {device!r}: this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}")

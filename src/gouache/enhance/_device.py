@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from .._errors import InvalidInputError, MissingDependencyError
+from .._hardware import check_cuda_device
 from ._gouache import parse_device
 
 log = logging.getLogger("gouache.enhance")
@@ -36,14 +37,7 @@ def check_device(device: str, engine: str) -> None:
             f'device {device!r} needs PyTorch with CUDA: pip install "gouache[torch]" (a CUDA build of torch)',
             name="torch",
         )
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise InvalidInputError(
-            f"device {device!r}: PyTorch {torch.__version__} sees no CUDA GPU on this machine;"
-            " use device='cpu' or 'auto'"
-        )
-    if index is not None and index >= count:
-        raise InvalidInputError(f"device {device!r}: this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}")
+    check_cuda_device(torch, device, index)
 
 
 def resolve_device(device: str) -> str:

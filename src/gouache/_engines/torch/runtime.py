@@ -6,7 +6,7 @@ import dataclasses
 import importlib.util
 
 from ..._errors import InvalidInputError, MissingDependencyError
-from ..._hardware import cpu_flags
+from ..._hardware import check_cuda_device, cpu_flags
 from ..requests import PRECISIONS, parse_device
 
 
@@ -50,16 +50,7 @@ def choose_device(requested: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cpu":
         return "cpu"
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise InvalidInputError(
-            f"device {requested!r}: PyTorch {torch.__version__} sees no CUDA GPU on this machine;"
-            " use device='cpu' or 'auto'"
-        )
-    if index is not None and index >= count:
-        raise InvalidInputError(
-            f"device {requested!r}: this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"
-        )
+    check_cuda_device(torch, requested, index)
     return requested
 
 
